@@ -1,0 +1,390 @@
+//! The replicated state and its deterministic apply: pure logic, no I/O, so it is
+//! unit-tested without a disk. The RocksDB state machine persists what apply changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Applied, ApplyError, Command, Op};
+use crate::model::*;
+use crate::validate::validate;
+
+/// A resource with its bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stored {
+    pub resource: Resource,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    /// Log index of the entry that last wrote it.
+    pub revision: u64,
+}
+
+/// Identity and secrets of the cluster, written once by `InitCluster`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterMeta {
+    pub cluster_id: String,
+    /// HMAC key for admin tokens. Encrypted at rest by the security work; see docs.
+    pub token_secret: Vec<u8>,
+    pub created_at_ms: u64,
+}
+
+/// What one apply touched, so the storage layer writes exactly those keys.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    Cluster,
+    Resource(Kind, String),
+}
+
+/// All replicated configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct State {
+    cluster: Option<ClusterMeta>,
+    /// Copy-on-write per kind: cloning a `State` to publish it costs a few `Arc` bumps.
+    tables: BTreeMap<Kind, Arc<BTreeMap<String, Stored>>>,
+    /// Derived: API key SHA-256 → key id. Rebuilt on load, kept in step by apply.
+    key_hashes: Arc<HashMap<String, String>>,
+}
+
+/// The serialized form of [`State`] inside snapshots (derived indexes left out).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateImage {
+    pub cluster: Option<ClusterMeta>,
+    pub resources: Vec<Stored>,
+}
+
+/// A reference from one resource to another, named by the field that holds it.
+struct Ref {
+    field: &'static str,
+    kind: Kind,
+    id: String,
+}
+
+fn refs(res: &Resource) -> Vec<Ref> {
+    let r = |field, kind, id: &String| Ref { field, kind, id: id.clone() };
+    let tenant = |t: &Option<String>| t.iter().map(|t| r("tenant", Kind::Tenant, t)).collect::<Vec<_>>();
+    match res {
+        Resource::Tenant(_) | Resource::Provider(_) => vec![],
+        Resource::Consumer(c) => vec![r("tenant", Kind::Tenant, &c.tenant)],
+        Resource::ApiKey(k) => vec![r("consumer", Kind::Consumer, &k.consumer)],
+        Resource::Upstream(u) => tenant(&u.tenant),
+        Resource::PromptTemplate(p) => tenant(&p.tenant),
+        Resource::QuotaPolicy(q) => tenant(&q.tenant),
+        Resource::Route(rt) => {
+            let mut v = tenant(&rt.tenant);
+            v.push(match &rt.target {
+                RouteTarget::Upstream(id) => r("target.upstream", Kind::Upstream, id),
+                RouteTarget::Model(id) => r("target.model", Kind::Model, id),
+            });
+            for p in &rt.policies {
+                if let Policy::Quota(id) = p {
+                    v.push(r("policies.quota", Kind::QuotaPolicy, id));
+                }
+            }
+            v
+        }
+        Resource::Model(m) => {
+            let mut v = tenant(&m.tenant);
+            v.extend(m.deployments.iter().map(|d| r("deployments.provider", Kind::Provider, &d.provider)));
+            v.extend(m.fallbacks.iter().map(|f| r("fallbacks", Kind::Model, f)));
+            v
+        }
+        Resource::Permission(p) => vec![
+            r("consumer", Kind::Consumer, &p.consumer),
+            match &p.target {
+                PermissionTarget::Route(id) => r("target.route", Kind::Route, id),
+                PermissionTarget::Model(id) => r("target.model", Kind::Model, id),
+            },
+        ],
+    }
+}
+
+/// Resources that belong to a parent and go with it when it is deleted.
+fn is_child_of(child: &Resource, kind: Kind, id: &str) -> bool {
+    kind == Kind::Consumer
+        && match child {
+            Resource::ApiKey(k) => k.consumer == id,
+            Resource::Permission(p) => p.consumer == id,
+            _ => false,
+        }
+}
+
+impl State {
+    pub fn cluster(&self) -> Option<&ClusterMeta> {
+        self.cluster.as_ref()
+    }
+
+    pub fn get(&self, kind: Kind, id: &str) -> Option<&Stored> {
+        self.tables.get(&kind)?.get(id)
+    }
+
+    /// Resources of a kind, ordered by id.
+    pub fn list(&self, kind: Kind) -> impl Iterator<Item = &Stored> {
+        self.tables.get(&kind).into_iter().flat_map(|t| t.values())
+    }
+
+    pub fn count(&self, kind: Kind) -> usize {
+        self.tables.get(&kind).map_or(0, |t| t.len())
+    }
+
+    /// The API key whose secret hashes to `sha256_hex`.
+    pub fn api_key_by_hash(&self, sha256_hex: &str) -> Option<&ApiKey> {
+        let id = self.key_hashes.get(sha256_hex)?;
+        match &self.get(Kind::ApiKey, id)?.resource {
+            Resource::ApiKey(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The tenant a resource belongs to, following consumer links for keys and permissions.
+    /// `None` means cluster-wide.
+    pub fn owner_tenant(&self, res: &Resource) -> Option<String> {
+        match res {
+            Resource::Tenant(t) => Some(t.id.clone()),
+            Resource::Consumer(c) => Some(c.tenant.clone()),
+            Resource::ApiKey(k) => self.consumer_tenant(&k.consumer),
+            Resource::Permission(p) => self.consumer_tenant(&p.consumer),
+            Resource::Upstream(u) => u.tenant.clone(),
+            Resource::Route(r) => r.tenant.clone(),
+            Resource::Model(m) => m.tenant.clone(),
+            Resource::PromptTemplate(p) => p.tenant.clone(),
+            Resource::QuotaPolicy(q) => q.tenant.clone(),
+            Resource::Provider(_) => None,
+        }
+    }
+
+    fn consumer_tenant(&self, consumer: &str) -> Option<String> {
+        match &self.get(Kind::Consumer, consumer)?.resource {
+            Resource::Consumer(c) => Some(c.tenant.clone()),
+            _ => None,
+        }
+    }
+
+    /// Applies one command at log index `revision`. On error nothing changed; on success
+    /// the touched keys are appended to `changes`.
+    pub fn apply(&mut self, revision: u64, cmd: &Command, changes: &mut Vec<Change>) -> Result<Applied, ApplyError> {
+        let mut touched = Vec::new();
+        if let Op::Batch(_) = &cmd.op {
+            // All-or-nothing on a copy; batches are rare (demo data, imports).
+            let mut scratch = self.clone();
+            scratch.apply_op(revision, cmd.at_ms, &cmd.op, &mut touched)?;
+            *self = scratch;
+        } else {
+            self.apply_op(revision, cmd.at_ms, &cmd.op, &mut touched)?;
+        }
+        let changed = touched
+            .iter()
+            .filter_map(|c| match c {
+                Change::Resource(k, id) => Some((*k, id.clone())),
+                Change::Cluster => None,
+            })
+            .collect();
+        changes.extend(touched);
+        Ok(Applied { revision, changed })
+    }
+
+    fn apply_op(&mut self, revision: u64, at_ms: u64, op: &Op, touched: &mut Vec<Change>) -> Result<(), ApplyError> {
+        match op {
+            Op::InitCluster { cluster_id, token_secret } => {
+                if self.cluster.is_some() {
+                    return Err(ApplyError::AlreadyInitialized);
+                }
+                self.cluster = Some(ClusterMeta {
+                    cluster_id: cluster_id.clone(),
+                    token_secret: token_secret.clone(),
+                    created_at_ms: at_ms,
+                });
+                touched.push(Change::Cluster);
+            }
+            Op::Create(res) => {
+                validate(res)?;
+                if self.get(res.kind(), res.id()).is_some() {
+                    return Err(ApplyError::AlreadyExists { kind: res.kind(), id: res.id().to_string() });
+                }
+                self.check_new(res)?;
+                self.put(res.clone(), at_ms, revision, at_ms, touched);
+            }
+            Op::Update(res) => {
+                validate(res)?;
+                let old = self
+                    .get(res.kind(), res.id())
+                    .ok_or_else(|| ApplyError::NotFound { kind: res.kind(), id: res.id().to_string() })?;
+                check_immutable(&old.resource, res)?;
+                let created = old.created_at_ms;
+                self.check_new(res)?;
+                self.put(res.clone(), created, revision, at_ms, touched);
+            }
+            Op::Delete { kind, id } => self.delete(*kind, id, touched)?,
+            Op::Batch(ops) => {
+                for op in ops {
+                    self.apply_op(revision, at_ms, op, touched)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Cross-resource checks for a resource about to be written.
+    fn check_new(&self, res: &Resource) -> Result<(), ApplyError> {
+        let (kind, id) = (res.kind(), res.id().to_string());
+        let owner = self.owner_tenant(res);
+        for r in refs(res) {
+            let target = self.get(r.kind, &r.id).ok_or_else(|| ApplyError::Dangling {
+                kind,
+                id: id.clone(),
+                field: r.field.to_string(),
+                target_kind: r.kind,
+                target_id: r.id.clone(),
+            })?;
+            if r.kind == Kind::Tenant {
+                continue;
+            }
+            let target_owner = self.owner_tenant(&target.resource);
+            if target_owner.is_some() && target_owner != owner {
+                return Err(ApplyError::CrossTenant { kind, id, field: r.field.to_string(), target_kind: r.kind, target_id: r.id });
+            }
+        }
+        if let Resource::ApiKey(k) = res {
+            if self.key_hashes.get(&k.sha256).is_some_and(|other| other != &k.id) {
+                return Err(ApplyError::Invalid { kind, id, field: "sha256".into(), message: "another key has the same secret".into() });
+            }
+        }
+        if let Resource::Model(m) = res {
+            self.check_fallback_cycle(m)?;
+        }
+        Ok(())
+    }
+
+    /// Walks fallback links from `m` (as if it were stored) looking for a way back to it.
+    fn check_fallback_cycle(&self, m: &Model) -> Result<(), ApplyError> {
+        let fallbacks = |id: &str| -> Vec<String> {
+            if id == m.id {
+                return m.fallbacks.clone();
+            }
+            match self.get(Kind::Model, id).map(|s| &s.resource) {
+                Some(Resource::Model(other)) => other.fallbacks.clone(),
+                _ => Vec::new(),
+            }
+        };
+        // Depth-first with an explicit path; the graph is small (models of one cluster).
+        let mut stack = vec![(m.id.clone(), 0usize)];
+        let mut path: Vec<String> = Vec::new();
+        let mut done = std::collections::HashSet::new();
+        while let Some((node, depth)) = stack.pop() {
+            path.truncate(depth);
+            if depth > 0 && node == m.id {
+                path.push(node);
+                let mut full = vec![m.id.clone()];
+                full.extend(path.into_iter().skip(1));
+                return Err(ApplyError::Cycle { kind: Kind::Model, id: m.id.clone(), path: full });
+            }
+            if !done.insert(node.clone()) {
+                continue;
+            }
+            path.push(node.clone());
+            for next in fallbacks(&node) {
+                stack.push((next, depth + 1));
+            }
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, res: Resource, created_at_ms: u64, revision: u64, at_ms: u64, touched: &mut Vec<Change>) {
+        let (kind, id) = (res.kind(), res.id().to_string());
+        if let Resource::ApiKey(k) = &res {
+            Arc::make_mut(&mut self.key_hashes).insert(k.sha256.clone(), k.id.clone());
+        }
+        let stored = Stored { resource: res, created_at_ms, updated_at_ms: at_ms, revision };
+        Arc::make_mut(self.tables.entry(kind).or_default()).insert(id.clone(), stored);
+        touched.push(Change::Resource(kind, id));
+    }
+
+    fn delete(&mut self, kind: Kind, id: &str, touched: &mut Vec<Change>) -> Result<(), ApplyError> {
+        if self.get(kind, id).is_none() {
+            return Err(ApplyError::NotFound { kind, id: id.to_string() });
+        }
+        let mut children = Vec::new();
+        let mut used_by = Vec::new();
+        for stored in self.tables.values().flat_map(|t| t.values()) {
+            let res = &stored.resource;
+            if refs(res).iter().any(|r| r.kind == kind && r.id == id) {
+                let who = (res.kind(), res.id().to_string());
+                if is_child_of(res, kind, id) {
+                    children.push(who);
+                } else {
+                    used_by.push(who);
+                }
+            }
+        }
+        if !used_by.is_empty() {
+            return Err(ApplyError::InUse { kind, id: id.to_string(), used_by });
+        }
+        for (k, child) in children.into_iter().chain([(kind, id.to_string())]) {
+            self.remove(k, &child);
+            touched.push(Change::Resource(k, child));
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, kind: Kind, id: &str) {
+        let removed = self.tables.get_mut(&kind).and_then(|t| Arc::make_mut(t).remove(id));
+        if let Some(Stored { resource: Resource::ApiKey(k), .. }) = removed {
+            Arc::make_mut(&mut self.key_hashes).remove(&k.sha256);
+        }
+    }
+
+    /// Loads one stored resource or the cluster meta (used when opening the store).
+    pub fn load(&mut self, stored: Stored) {
+        let mut ignored = Vec::new();
+        let (created, rev, at) = (stored.created_at_ms, stored.revision, stored.updated_at_ms);
+        self.put(stored.resource, created, rev, at, &mut ignored);
+    }
+
+    pub fn set_cluster(&mut self, meta: Option<ClusterMeta>) {
+        self.cluster = meta;
+    }
+
+    pub fn to_image(&self) -> StateImage {
+        StateImage {
+            cluster: self.cluster.clone(),
+            resources: self.tables.values().flat_map(|t| t.values().cloned()).collect(),
+        }
+    }
+
+    pub fn from_image(image: StateImage) -> State {
+        let mut state = State { cluster: image.cluster, ..State::default() };
+        for stored in image.resources {
+            state.load(stored);
+        }
+        state
+    }
+}
+
+/// Fields that define where a resource belongs cannot change in place: delete and recreate.
+fn check_immutable(old: &Resource, new: &Resource) -> Result<(), ApplyError> {
+    let moved = match (old, new) {
+        (Resource::Consumer(a), Resource::Consumer(b)) => (a.tenant != b.tenant).then_some("tenant"),
+        (Resource::ApiKey(a), Resource::ApiKey(b)) => {
+            (a.consumer != b.consumer || a.sha256 != b.sha256 || a.prefix != b.prefix).then_some("consumer/sha256/prefix")
+        }
+        (Resource::Permission(a), Resource::Permission(b)) => (a.consumer != b.consumer).then_some("consumer"),
+        (Resource::Upstream(a), Resource::Upstream(b)) => (a.tenant != b.tenant).then_some("tenant"),
+        (Resource::Route(a), Resource::Route(b)) => (a.tenant != b.tenant).then_some("tenant"),
+        (Resource::Model(a), Resource::Model(b)) => (a.tenant != b.tenant).then_some("tenant"),
+        (Resource::PromptTemplate(a), Resource::PromptTemplate(b)) => (a.tenant != b.tenant).then_some("tenant"),
+        (Resource::QuotaPolicy(a), Resource::QuotaPolicy(b)) => (a.tenant != b.tenant).then_some("tenant"),
+        _ => None,
+    };
+    match moved {
+        Some(field) => Err(ApplyError::Invalid {
+            kind: new.kind(),
+            id: new.id().to_string(),
+            field: field.to_string(),
+            message: "cannot be changed; delete and recreate the resource".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

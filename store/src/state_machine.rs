@@ -1,0 +1,245 @@
+//! The state machine on RocksDB: applies committed entries to [`State`], persists what
+//! changed in one write batch per apply call, builds and installs snapshots, and
+//! publishes an immutable [`ConfigSnapshot`] for the data plane after every apply.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, StorageIOError};
+use rocksdb::{WriteBatch, DB};
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::command::Response;
+use crate::config::{ConfigHandle, ConfigSnapshot};
+use crate::db::{cf, sync_write, CF_SM, CF_SNAPSHOT};
+use crate::model::Kind;
+use crate::state::{Change, ClusterMeta, State, StateImage, Stored};
+use crate::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+
+const KEY_APPLIED: &[u8] = b"m/applied";
+const KEY_CLUSTER: &[u8] = b"m/cluster";
+const KEY_SNAPSHOT: &[u8] = b"current";
+const RESOURCE_PREFIX: &[u8] = b"r/";
+
+/// The snapshot as kept on disk.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageError::IO { source: StorageIOError::write_state_machine(openraft::AnyError::new(&e)) }
+}
+
+fn snap_err(meta: Option<&SnapshotMeta>, e: impl std::error::Error + 'static) -> StorageError {
+    StorageError::IO {
+        source: StorageIOError::read_snapshot(meta.map(|m| m.signature()), openraft::AnyError::new(&e)),
+    }
+}
+
+fn resource_key(kind: Kind, id: &str) -> Vec<u8> {
+    let kind_byte = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0) as u8;
+    let mut key = RESOURCE_PREFIX.to_vec();
+    key.push(kind_byte);
+    key.push(b'/');
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The state machine handed to openraft.
+pub struct StateMachineStore {
+    db: Arc<DB>,
+    state: State,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    config: ConfigHandle,
+    snapshot_seq: u64,
+}
+
+impl StateMachineStore {
+    /// Loads the persisted state machine; if the last snapshot is newer than it (a crash
+    /// lost unsynced state-machine writes after the log was purged), restores from it.
+    pub(crate) fn open(db: Arc<DB>) -> Result<StateMachineStore, StorageError> {
+        let mut state = State::default();
+        let sm = cf(&db, CF_SM);
+        for item in db.prefix_iterator_cf(sm, RESOURCE_PREFIX) {
+            let (key, value) = item.map_err(sm_err)?;
+            if !key.starts_with(RESOURCE_PREFIX) {
+                break;
+            }
+            state.load(codec::decode::<Stored>(&value).map_err(sm_err)?);
+        }
+        if let Some(bytes) = db.get_cf(sm, KEY_CLUSTER).map_err(sm_err)? {
+            state.set_cluster(codec::decode::<Option<ClusterMeta>>(&bytes).map_err(sm_err)?);
+        }
+        let (last_applied, membership) = match db.get_cf(sm, KEY_APPLIED).map_err(sm_err)? {
+            Some(bytes) => codec::decode::<(Option<LogId>, StoredMembership)>(&bytes).map_err(sm_err)?,
+            None => (None, StoredMembership::default()),
+        };
+        let mut store = StateMachineStore {
+            db,
+            state,
+            last_applied,
+            membership,
+            config: Arc::new(arc_swap::ArcSwap::from_pointee(ConfigSnapshot::default())),
+            snapshot_seq: 0,
+        };
+        if let Some(snap) = store.read_snapshot()? {
+            if snap.meta.last_log_id > store.last_applied {
+                tracing::warn!(snapshot = ?snap.meta.last_log_id, applied = ?store.last_applied, "state machine behind its snapshot; restoring");
+                store.install(&snap.meta, &snap.data)?;
+            }
+        }
+        store.publish();
+        Ok(store)
+    }
+
+    /// The pointer the data plane and admin reads load the current config from.
+    pub fn config(&self) -> ConfigHandle {
+        self.config.clone()
+    }
+
+    fn publish(&self) {
+        self.config.store(Arc::new(ConfigSnapshot::new(self.state.clone(), self.last_applied)));
+    }
+
+    fn read_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
+        match self.db.get_cf(cf(&self.db, CF_SNAPSHOT), KEY_SNAPSHOT).map_err(|e| snap_err(None, e))? {
+            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(|e| snap_err(None, e))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces the whole state machine with a snapshot's content, atomically on disk.
+    fn install(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+        let image: StateImage = codec::decode(data).map_err(|e| snap_err(Some(meta), e))?;
+        let state = State::from_image(image);
+        let sm = cf(&self.db, CF_SM);
+        let mut batch = WriteBatch::default();
+        let mut end = RESOURCE_PREFIX.to_vec();
+        end.push(0xff);
+        batch.delete_range_cf(sm, RESOURCE_PREFIX, &end);
+        for kind in Kind::ALL {
+            for stored in state.list(kind) {
+                batch.put_cf(sm, resource_key(kind, stored.resource.id()), codec::encode(stored).map_err(sm_err)?);
+            }
+        }
+        batch.put_cf(sm, KEY_CLUSTER, codec::encode(&state.cluster().cloned()).map_err(sm_err)?);
+        let applied = (meta.last_log_id, meta.last_membership.clone());
+        batch.put_cf(sm, KEY_APPLIED, codec::encode(&applied).map_err(sm_err)?);
+        let stored = StoredSnapshot { meta: meta.clone(), data: data.to_vec() };
+        batch.put_cf(cf(&self.db, CF_SNAPSHOT), KEY_SNAPSHOT, codec::encode(&stored).map_err(sm_err)?);
+        self.db.write_opt(batch, &sync_write()).map_err(sm_err)?;
+        self.state = state;
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.publish();
+        Ok(())
+    }
+}
+
+/// Builds a snapshot from a copy of the state taken when openraft asked for a builder.
+pub struct SnapshotBuilder {
+    db: Arc<DB>,
+    image: StateImage,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    seq: u64,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let data = codec::encode(&self.image).map_err(sm_err)?;
+        let snapshot_id = match self.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, self.seq),
+            None => format!("--{}", self.seq),
+        };
+        let meta = SnapshotMeta { last_log_id: self.last_applied, last_membership: self.membership.clone(), snapshot_id };
+        let stored = StoredSnapshot { meta: meta.clone(), data };
+        let bytes = codec::encode(&stored).map_err(sm_err)?;
+        self.db.put_cf_opt(cf(&self.db, CF_SNAPSHOT), KEY_SNAPSHOT, bytes, &sync_write()).map_err(sm_err)?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut replies = Vec::new();
+        let mut changes = Vec::new();
+        for entry in entries {
+            let index = entry.log_id.index;
+            self.last_applied = Some(entry.log_id);
+            let reply = match entry.payload {
+                EntryPayload::Blank => Response::none(index),
+                EntryPayload::Normal(cmd) => match self.state.apply(index, &cmd, &mut changes) {
+                    Ok(applied) => Response::ok(applied),
+                    Err(e) => Response::err(e),
+                },
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Response::none(index)
+                }
+            };
+            replies.push(reply);
+        }
+        if replies.is_empty() {
+            return Ok(replies);
+        }
+        let sm = cf(&self.db, CF_SM);
+        let mut batch = WriteBatch::default();
+        changes.sort();
+        changes.dedup();
+        for change in &changes {
+            match change {
+                Change::Cluster => {
+                    batch.put_cf(sm, KEY_CLUSTER, codec::encode(&self.state.cluster().cloned()).map_err(sm_err)?);
+                }
+                Change::Resource(kind, id) => match self.state.get(*kind, id) {
+                    Some(stored) => batch.put_cf(sm, resource_key(*kind, id), codec::encode(stored).map_err(sm_err)?),
+                    None => batch.delete_cf(sm, resource_key(*kind, id)),
+                },
+            }
+        }
+        batch.put_cf(sm, KEY_APPLIED, codec::encode(&(self.last_applied, self.membership.clone())).map_err(sm_err)?);
+        // Not fsynced: the log is durable, and a lost suffix is re-applied from it on restart.
+        self.db.write(batch).map_err(sm_err)?;
+        self.publish();
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.snapshot_seq += 1;
+        SnapshotBuilder {
+            db: self.db.clone(),
+            image: self.state.to_image(),
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            seq: self.snapshot_seq,
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+        self.install(meta, snapshot.get_ref())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        Ok(self.read_snapshot()?.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+    }
+}

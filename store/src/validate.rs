@@ -1,0 +1,332 @@
+//! Field-level validation of resources: what can be checked without looking at other
+//! resources. Cross-resource rules (references, tenancy, cycles) live in `state`.
+
+use std::net::IpAddr;
+
+use crate::command::ApplyError;
+use crate::model::*;
+
+/// Longest id accepted for any resource.
+const MAX_ID_LEN: usize = 128;
+/// Compiled-regex size cap, so a hostile pattern cannot blow up memory.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+struct Ctx<'a> {
+    kind: Kind,
+    id: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, field: &str, message: impl Into<String>) -> ApplyError {
+        ApplyError::Invalid {
+            kind: self.kind,
+            id: self.id.to_string(),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks a resource's own fields; returns the first problem found.
+pub fn validate(res: &Resource) -> Result<(), ApplyError> {
+    let cx = Ctx { kind: res.kind(), id: res.id() };
+    check_id(&cx, "id", res.id(), res.kind() == Kind::Model)?;
+    match res {
+        Resource::Tenant(t) => {
+            labels(&cx, &t.labels)?;
+        }
+        Resource::Consumer(c) => check_id(&cx, "tenant", &c.tenant, false)?,
+        Resource::ApiKey(k) => {
+            check_id(&cx, "consumer", &k.consumer, false)?;
+            if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(cx.err("sha256", "must be 64 hex characters"));
+            }
+            if k.prefix.len() > 16 {
+                return Err(cx.err("prefix", "at most 16 characters"));
+            }
+        }
+        Resource::Upstream(u) => {
+            opt_tenant(&cx, &u.tenant)?;
+            if u.targets.is_empty() {
+                return Err(cx.err("targets", "at least one target is required"));
+            }
+            for t in &u.targets {
+                host_port(&cx, "targets.address", &t.address)?;
+                if t.weight == 0 || t.weight > 10_000 {
+                    return Err(cx.err("targets.weight", "must be between 1 and 10000"));
+                }
+            }
+            if let Balancer::ConsistentHash(HashKey::Header(h) | HashKey::Cookie(h)) = &u.balancer {
+                header_name(&cx, "balancer", h)?;
+            }
+        }
+        Resource::Route(r) => route(&cx, r)?,
+        Resource::Provider(p) => {
+            match (&p.base_url, p.provider_type) {
+                (None, ProviderType::Mock) => {}
+                (None, _) => return Err(cx.err("base_url", "required for this provider type")),
+                (Some(url), _) => http_url(&cx, "base_url", url)?,
+            }
+            if p.provider_type == ProviderType::AzureOpenai && p.api_version.is_none() {
+                return Err(cx.err("api_version", "required for azure_openai"));
+            }
+            for name in p.headers.keys() {
+                header_name(&cx, "headers", name)?;
+            }
+        }
+        Resource::Model(m) => {
+            opt_tenant(&cx, &m.tenant)?;
+            if m.deployments.is_empty() {
+                return Err(cx.err("deployments", "at least one deployment is required"));
+            }
+            for d in &m.deployments {
+                check_id(&cx, "deployments.provider", &d.provider, false)?;
+                if d.model.is_empty() || d.model.len() > 256 {
+                    return Err(cx.err("deployments.model", "must be 1 to 256 characters"));
+                }
+                if d.weight == 0 || d.weight > 10_000 {
+                    return Err(cx.err("deployments.weight", "must be between 1 and 10000"));
+                }
+            }
+            if m.fallbacks.iter().any(|f| f == &m.id) {
+                return Err(ApplyError::Cycle { kind: Kind::Model, id: m.id.clone(), path: vec![m.id.clone(), m.id.clone()] });
+            }
+            if m.timeout_ms == Some(0) {
+                return Err(cx.err("timeout_ms", "must be positive"));
+            }
+        }
+        Resource::PromptTemplate(p) => {
+            opt_tenant(&cx, &p.tenant)?;
+            template(&cx, p)?;
+        }
+        Resource::QuotaPolicy(q) => {
+            opt_tenant(&cx, &q.tenant)?;
+            if q.scope.is_empty() {
+                return Err(cx.err("scope", "at least one scope dimension is required"));
+            }
+            if q.limit == 0 {
+                return Err(cx.err("limit", "must be positive"));
+            }
+            let mut seen = q.scope.clone();
+            seen.sort_by_key(|s| *s as u8);
+            seen.dedup();
+            if seen.len() != q.scope.len() {
+                return Err(cx.err("scope", "a dimension is listed twice"));
+            }
+        }
+        Resource::Permission(p) => {
+            check_id(&cx, "consumer", &p.consumer, false)?;
+            match &p.target {
+                PermissionTarget::Route(id) => check_id(&cx, "target.route", id, false)?,
+                PermissionTarget::Model(id) => check_id(&cx, "target.model", id, true)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ids are URL-safe slugs; model names may also hold `/` and `:` (e.g. `meta/llama-3:8b`).
+fn check_id(cx: &Ctx, field: &str, id: &str, model_name: bool) -> Result<(), ApplyError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') || (model_name && matches!(c, '/' | ':'));
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(cx.err(field, format!("must be 1 to {MAX_ID_LEN} characters")));
+    }
+    if !id.chars().all(ok_char) || !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        let extra = if model_name { ", '/', ':'" } else { "" };
+        return Err(cx.err(field, format!("'{id}' may hold only letters, digits, '-', '_', '.'{extra} and must start with a letter or digit")));
+    }
+    Ok(())
+}
+
+fn opt_tenant(cx: &Ctx, tenant: &Option<String>) -> Result<(), ApplyError> {
+    tenant.as_deref().map_or(Ok(()), |t| check_id(cx, "tenant", t, false))
+}
+
+fn labels(cx: &Ctx, labels: &std::collections::BTreeMap<String, String>) -> Result<(), ApplyError> {
+    if labels.len() > 64 {
+        return Err(cx.err("labels", "at most 64 labels"));
+    }
+    for (k, v) in labels {
+        if k.is_empty() || k.len() > 63 || v.len() > 256 {
+            return Err(cx.err("labels", format!("label '{k}': keys 1-63 and values up to 256 characters")));
+        }
+    }
+    Ok(())
+}
+
+fn host_port(cx: &Ctx, field: &str, addr: &str) -> Result<(), ApplyError> {
+    let bad = || cx.err(field, format!("'{addr}' is not host:port"));
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if port == 0 || host.is_empty() || host.len() > 253 {
+        return Err(bad());
+    }
+    if host.parse::<IpAddr>().is_err() && !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn http_url(cx: &Ctx, field: &str, url: &str) -> Result<(), ApplyError> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| cx.err(field, "must start with http:// or https://"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || url.len() > 2048 || url.chars().any(|c| c.is_whitespace()) {
+        return Err(cx.err(field, format!("'{url}' is not a valid URL")));
+    }
+    Ok(())
+}
+
+fn header_name(cx: &Ctx, field: &str, name: &str) -> Result<(), ApplyError> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || name.len() > 256 || !name.chars().all(token) {
+        return Err(cx.err(field, format!("'{name}' is not a valid header name")));
+    }
+    Ok(())
+}
+
+/// Parses `a.b.c.d/n` or `v6/n` (a bare address means a single host).
+pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: IpAddr = addr.parse().ok()?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max)?,
+        None => max,
+    };
+    Some((addr, len))
+}
+
+const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+fn route(cx: &Ctx, r: &Route) -> Result<(), ApplyError> {
+    opt_tenant(cx, &r.tenant)?;
+    let params = path_params(cx, &r.path)?;
+    for host in &r.hosts {
+        let h = host.strip_prefix("*.").unwrap_or(host);
+        if h.is_empty() || h.len() > 253 || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+            return Err(cx.err("hosts", format!("'{host}' is not a host name or *.wildcard")));
+        }
+    }
+    for m in &r.methods {
+        if !METHODS.contains(&m.as_str()) {
+            return Err(cx.err("methods", format!("'{m}' is not an upper-case HTTP method")));
+        }
+    }
+    for h in &r.headers {
+        header_name(cx, "headers.name", &h.name)?;
+        regex::RegexBuilder::new(&format!("^(?:{})$", h.regex))
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| cx.err("headers.regex", format!("invalid regular expression: {e}")))?;
+    }
+    match &r.target {
+        RouteTarget::Upstream(id) => check_id(cx, "target.upstream", id, false)?,
+        RouteTarget::Model(id) => check_id(cx, "target.model", id, true)?,
+    }
+    for p in &r.policies {
+        policy(cx, p, &params, r.path_match)?;
+    }
+    Ok(())
+}
+
+/// Checks a route path and returns its `{param}` names.
+fn path_params(cx: &Ctx, path: &str) -> Result<Vec<String>, ApplyError> {
+    if !path.starts_with('/') || path.len() > 2048 {
+        return Err(cx.err("path", "must start with '/' and be at most 2048 characters"));
+    }
+    let mut names = Vec::new();
+    for seg in path.split('/').skip(1) {
+        if seg.contains(['{', '}']) {
+            let name = seg
+                .strip_prefix('{')
+                .and_then(|s| s.strip_suffix('}'))
+                .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                .ok_or_else(|| cx.err("path", format!("segment '{seg}': a parameter is a whole segment like {{name}}")))?;
+            if names.iter().any(|n| n == name) {
+                return Err(cx.err("path", format!("parameter '{name}' appears twice")));
+            }
+            names.push(name.to_string());
+        } else if seg.chars().any(|c| c.is_whitespace() || c == '?' || c == '#') {
+            return Err(cx.err("path", format!("segment '{seg}' holds a space, '?' or '#'")));
+        }
+    }
+    Ok(names)
+}
+
+fn policy(cx: &Ctx, p: &Policy, params: &[String], path_match: PathMatch) -> Result<(), ApplyError> {
+    match p {
+        Policy::KeyAuth(k) => {
+            if let Some(h) = &k.header {
+                header_name(cx, "policies.key_auth.header", h)?;
+            }
+            if k.query.as_deref() == Some("") {
+                return Err(cx.err("policies.key_auth.query", "must not be empty"));
+            }
+        }
+        Policy::IpRestriction(ip) => {
+            for c in ip.allow.iter().chain(&ip.deny) {
+                if parse_cidr(c).is_none() {
+                    return Err(cx.err("policies.ip_restriction", format!("'{c}' is not an IP address or CIDR")));
+                }
+            }
+        }
+        Policy::Headers(h) => {
+            for name in h.request_add.keys().chain(&h.request_remove).chain(h.response_add.keys()).chain(&h.response_remove) {
+                header_name(cx, "policies.headers", name)?;
+            }
+        }
+        Policy::BodyLimit(b) => {
+            if b.max_bytes == 0 {
+                return Err(cx.err("policies.body_limit.max_bytes", "must be positive"));
+            }
+        }
+        Policy::Rewrite(rw) => match rw {
+            Rewrite::StripPrefix if path_match == PathMatch::Exact => {
+                return Err(cx.err("policies.rewrite", "strip_prefix needs a prefix route"));
+            }
+            Rewrite::StripPrefix => {}
+            Rewrite::ReplacePrefix(to) | Rewrite::Template(to) if !to.starts_with('/') => {
+                return Err(cx.err("policies.rewrite", "the new path must start with '/'"));
+            }
+            Rewrite::ReplacePrefix(_) => {}
+            Rewrite::Template(t) => {
+                for seg in t.split('/') {
+                    if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                        if !params.iter().any(|p| p == name) {
+                            return Err(cx.err("policies.rewrite.template", format!("'{{{name}}}' is not a parameter of the route path")));
+                        }
+                    }
+                }
+            }
+        },
+        Policy::Quota(id) => check_id(cx, "policies.quota", id, false)?,
+    }
+    Ok(())
+}
+
+fn template(cx: &Ctx, p: &PromptTemplate) -> Result<(), ApplyError> {
+    if p.template.is_empty() || p.template.len() > 256 * 1024 {
+        return Err(cx.err("template", "must be 1 byte to 256 KiB"));
+    }
+    let mut rest = p.template.as_str();
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or_else(|| cx.err("template", "'{{' without a closing '}}'"))?;
+        let name = after[..end].trim();
+        if !p.variables.iter().any(|v| v == name) {
+            return Err(cx.err("template", format!("variable '{name}' is not declared in variables")));
+        }
+        rest = &after[end + 2..];
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
