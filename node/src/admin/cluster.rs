@@ -1,0 +1,332 @@
+//! Cluster endpoints: bootstrap, join, membership changes, status, and token minting.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use raftgate_raft::RaftGateError;
+use raftgate_store::model::Kind;
+use raftgate_store::{ApplyError, Command, Node, NodeId, Op};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{self, Role};
+use super::error::{parse_json, ApiError};
+use super::AppState;
+
+/// Lifetime of the token printed by `cluster init`: long, since it is the way back in.
+const INIT_TOKEN_TTL_SECS: u64 = 365 * 24 * 3600;
+/// Default lifetime of minted tokens.
+const DEFAULT_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
+
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let value = parse_json(&body?)?;
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))
+}
+
+/// Bootstraps a one-node cluster on a fresh node and returns the first admin token.
+pub async fn init(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if state.config.load().state.cluster().is_some() {
+        return Err(ApplyError::AlreadyInitialized.into());
+    }
+    match state.raft.initialize().await {
+        // Already a Raft member without cluster identity: a previous init stopped half-way.
+        Ok(()) | Err(RaftGateError::AlreadyInitialized) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let cluster_id = uuid::Uuid::new_v4().to_string();
+    let secret: [u8; 32] = rand::random();
+    let op = Op::InitCluster {
+        cluster_id: cluster_id.clone(),
+        token_secret: secret.to_vec(),
+    };
+    let applied = state
+        .raft
+        .write(Command::new("cluster-init", op))
+        .await?
+        .result?;
+    state.wait_applied(applied.revision).await;
+    let token = auth::mint(&secret, "admin", Role::Admin, None, INIT_TOKEN_TTL_SECS)?;
+    tracing::info!(%cluster_id, "cluster initialized");
+    Ok(Json(
+        json!({"cluster_id": cluster_id, "node_id": state.raft.id(), "admin_token": token}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub via: String,
+    #[serde(default)]
+    pub learner: bool,
+}
+
+/// Makes this node join the cluster of the node at `via`. The bearer token is checked by
+/// that cluster (and here too when this node already belongs to one).
+pub async fn join(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let req: JoinRequest = parse(body)?;
+    let token = auth::bearer(headers.get(axum::http::header::AUTHORIZATION))
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing `Authorization: Bearer <token>` of the cluster to join")
+        })?
+        .to_string();
+    if state.config.load().state.cluster().is_some() {
+        state.authenticate(&headers)?.require_admin()?;
+    }
+    let joined = join_cluster(&state, &req.via, &token, req.learner).await?;
+    Ok(Json(joined))
+}
+
+/// The join procedure, shared by the endpoint and `serve --join`.
+pub async fn join_cluster(
+    state: &AppState,
+    via: &str,
+    token: &str,
+    learner: bool,
+) -> Result<Value, ApiError> {
+    let via = via.trim_end_matches('/');
+    let remote = call(
+        state,
+        reqwest::Method::GET,
+        &format!("{via}/admin/v1/cluster"),
+        token,
+        None,
+    )
+    .await?;
+    let theirs = remote
+        .get("cluster_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if theirs.is_empty() {
+        return Err(ApiError::unavailable(
+            "not_initialized",
+            format!("the node at {via} has no cluster yet"),
+        ));
+    }
+    let cfg = state.config.load();
+    match cfg.state.cluster() {
+        Some(mine) if mine.cluster_id != theirs => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "cluster_mismatch",
+                format!(
+                    "this node's data dir belongs to cluster {}, but {via} is in cluster {theirs}; stop the node and wipe its data dir to join",
+                    mine.cluster_id
+                ),
+            ));
+        }
+        None if state.raft.is_initialized()
+            && state.raft.current_leader() == Some(state.raft.id()) =>
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_initialized",
+                "this node leads a cluster of its own",
+            ));
+        }
+        _ => {}
+    }
+    let me = state.raft.me().clone();
+    let body = json!({
+        "node_id": state.raft.id(),
+        "raft_addr": me.raft_addr,
+        "admin_url": me.admin_url,
+        "http_addr": me.http_addr,
+        "learner": learner,
+    });
+    call(
+        state,
+        reqwest::Method::POST,
+        &format!("{via}/admin/v1/cluster/members"),
+        token,
+        Some(body),
+    )
+    .await?;
+    tracing::info!(cluster_id = %theirs, %via, "joined cluster");
+    Ok(json!({"cluster_id": theirs, "node_id": state.raft.id(), "voter": !learner}))
+}
+
+/// Calls another node's admin API, relaying its JSON errors and naming it when unreachable.
+async fn call(
+    state: &AppState,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Result<Value, ApiError> {
+    let mut req = state.http.request(method, url).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "unreachable",
+            format!("cannot reach {url}: {e}"),
+        )
+    })?;
+    let status = resp.status();
+    let value: Value = resp.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        return Ok(value);
+    }
+    let code = match value["error"]["code"].as_str() {
+        Some("unauthorized") => "unauthorized",
+        Some("forbidden") => "forbidden",
+        Some("conflict") => "conflict",
+        _ => "remote_error",
+    };
+    let message = value["error"]["message"]
+        .as_str()
+        .unwrap_or("no error body")
+        .to_string();
+    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    Err(ApiError::new(status, code, format!("{url}: {message}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRequest {
+    pub node_id: NodeId,
+    pub raft_addr: String,
+    pub admin_url: String,
+    #[serde(default)]
+    pub http_addr: String,
+    #[serde(default)]
+    pub learner: bool,
+}
+
+/// Adds a node: as learner, caught up, then voter unless `learner` is set. Idempotent.
+pub async fn add_member(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    state.authenticate(&headers)?.require_admin()?;
+    let req: MemberRequest = parse(body)?;
+    if req.node_id == 0 || req.raft_addr.is_empty() || !req.admin_url.starts_with("http") {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "node_id must be positive, raft_addr set, admin_url an http(s) URL",
+        ));
+    }
+    let node = Node {
+        raft_addr: req.raft_addr,
+        admin_url: req.admin_url,
+        http_addr: req.http_addr,
+    };
+    if req.learner {
+        state.raft.add_learner(req.node_id, node).await?;
+    } else {
+        state.raft.add_member(req.node_id, node).await?;
+    }
+    Ok(Json(json!({"node_id": req.node_id, "voter": !req.learner})))
+}
+
+pub async fn remove_member(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.authenticate(&headers)?.require_admin()?;
+    let id: NodeId = id.parse().map_err(|_| {
+        ApiError::bad_request("invalid_request", format!("'{id}' is not a node id"))
+    })?;
+    state.raft.remove_member(id).await?;
+    Ok(Json(json!({"removed": id})))
+}
+
+pub async fn leave(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    state.authenticate(&headers)?.require_admin()?;
+    let id = state.raft.id();
+    state.raft.remove_member(id).await?;
+    Ok(Json(json!({"removed": id})))
+}
+
+/// Members with role, term and log positions; unreachable members are marked, not hidden.
+pub async fn status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    state.authenticate(&headers)?;
+    let s = state.raft.status().await;
+    let nodes: Vec<Value> = s
+        .members
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.id, "raft_addr": m.raft_addr, "admin_url": m.admin_url, "http_addr": m.http_addr,
+                "voter": m.voter, "reachable": m.reachable,
+                "role": m.role.as_deref().map(str::to_lowercase).unwrap_or_else(|| "unreachable".into()),
+                "term": m.term, "last_log_index": m.last_log_index, "applied_index": m.applied_index, "error": m.error,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "cluster_id": s.cluster_id.or_else(|| state.config.load().state.cluster().map(|c| c.cluster_id.clone())),
+        "node_id": s.node_id, "leader_id": s.leader, "term": s.term, "nodes": nodes,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub role: String,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state.authenticate(&headers)?.require_admin()?;
+    let req: TokenRequest = parse(body)?;
+    let role: Role = req.role.parse()?;
+    let cfg = state.config.load();
+    if let Some(t) = &req.tenant {
+        if cfg.state.get(Kind::Tenant, t).is_none() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_reference",
+                format!("tenant '{t}' does not exist"),
+            ));
+        }
+    }
+    let secret = cfg
+        .state
+        .cluster()
+        .map(|c| c.token_secret.clone())
+        .unwrap_or_default();
+    let ttl = req
+        .ttl_secs
+        .unwrap_or(DEFAULT_TOKEN_TTL_SECS)
+        .clamp(60, 10 * 365 * 24 * 3600);
+    let subject = req.subject.unwrap_or_else(|| format!("{}-token", req.role));
+    let tenant = if role == Role::TenantAdmin {
+        req.tenant
+    } else {
+        None
+    };
+    let token = auth::mint(&secret, &subject, role, tenant, ttl)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token, "role": req.role, "expires_in_secs": ttl})),
+    ))
+}

@@ -1,0 +1,103 @@
+//! The admin API: resource CRUD, cluster membership, tokens, health and metrics, on the
+//! admin port. Handlers live in submodules; this file holds the shared state and routes.
+
+pub mod auth;
+pub mod cluster;
+pub mod error;
+pub mod openapi;
+pub mod ops;
+pub mod resources;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::Router;
+use raftgate_raft::RaftNode;
+use raftgate_store::ConfigHandle;
+
+use self::auth::Claims;
+use self::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Largest admin request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every admin handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub raft: RaftNode,
+    pub config: ConfigHandle,
+    pub metrics: Arc<Metrics>,
+    /// For calls to other nodes' admin APIs (join).
+    pub http: reqwest::Client,
+}
+
+impl AppState {
+    /// Verifies the bearer token against the cluster's signing secret.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Claims, ApiError> {
+        let cfg = self.config.load();
+        let cluster = cfg.state.cluster().ok_or_else(|| {
+            ApiError::unavailable(
+                "not_initialized",
+                "this node has no cluster yet: run `raftgate cluster init` or join it",
+            )
+        })?;
+        let token = auth::bearer(headers.get(axum::http::header::AUTHORIZATION))
+            .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>`"))?;
+        auth::verify(&cluster.token_secret, token)
+    }
+
+    /// Waits (bounded) until this node has applied `index`, for read-your-writes.
+    pub async fn wait_applied(&self, index: u64) {
+        let wait = self.raft.raft().wait(Some(Duration::from_secs(3)));
+        if let Err(e) = wait
+            .applied_index_at_least(Some(index), "admin read-your-writes")
+            .await
+        {
+            tracing::debug!(index, error = %e, "write acknowledged before local apply");
+        }
+    }
+}
+
+/// All admin routes. Unknown paths and methods answer JSON errors too.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/cluster", get(cluster::status))
+        .route("/cluster/init", post(cluster::init))
+        .route("/cluster/join", post(cluster::join))
+        .route("/cluster/leave", post(cluster::leave))
+        .route("/cluster/members", post(cluster::add_member))
+        .route(
+            "/cluster/members/{id}",
+            axum::routing::delete(cluster::remove_member),
+        )
+        .route("/tokens", post(cluster::create_token))
+        .route("/openapi.json", get(openapi::document))
+        .route("/consumers/{id}/keys", post(resources::create_key))
+        .route(
+            "/{collection}",
+            get(resources::list).post(resources::create),
+        )
+        .route(
+            "/{collection}/{id}",
+            get(resources::get)
+                .put(resources::update)
+                .delete(resources::delete),
+        );
+    Router::new()
+        .nest("/admin/v1", api)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::count_requests,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

@@ -1,0 +1,218 @@
+//! The OpenAPI document of the admin API, built from the resource schemas (utoipa).
+
+use axum::Json;
+use raftgate_store::model::*;
+use serde_json::Value;
+use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, OpenApi, OpenApiBuilder, Paths,
+    Ref, Required, ResponseBuilder,
+};
+use utoipa::ToSchema;
+
+pub async fn document() -> Json<Value> {
+    Json(serde_json::to_value(build()).unwrap_or_default())
+}
+
+fn schema_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Tenant => "Tenant",
+        Kind::Consumer => "Consumer",
+        Kind::ApiKey => "ApiKey",
+        Kind::Upstream => "Upstream",
+        Kind::Route => "Route",
+        Kind::Provider => "Provider",
+        Kind::Model => "Model",
+        Kind::PromptTemplate => "PromptTemplate",
+        Kind::QuotaPolicy => "QuotaPolicy",
+        Kind::Permission => "Permission",
+    }
+}
+
+fn json_body(schema: &str) -> utoipa::openapi::Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name(schema)))
+        .build()
+}
+
+fn response(desc: &str, schema: Option<&str>) -> utoipa::openapi::Response {
+    let mut r = ResponseBuilder::new().description(desc);
+    if let Some(s) = schema {
+        r = r.content("application/json", json_body(s));
+    }
+    r.build()
+}
+
+fn op(summary: String, ok: utoipa::openapi::Response) -> OperationBuilder {
+    OperationBuilder::new()
+        .summary(Some(summary))
+        .response("200", ok)
+        .response("400", response("invalid input", None))
+        .response("401", response("missing or invalid token", None))
+        .response("403", response("not allowed for this role", None))
+        .response("503", response("no leader / not initialized", None))
+}
+
+fn id_param() -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name("id")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .build()
+}
+
+/// The full document; built per request (cheap, rarely fetched).
+pub fn build() -> OpenApi {
+    let mut components = ComponentsBuilder::new()
+        .schema_from::<Tenant>()
+        .schema_from::<Consumer>()
+        .schema_from::<ApiKey>()
+        .schema_from::<Upstream>()
+        .schema_from::<Route>()
+        .schema_from::<Provider>()
+        .schema_from::<Model>()
+        .schema_from::<PromptTemplate>()
+        .schema_from::<QuotaPolicy>()
+        .schema_from::<Permission>()
+        .security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        )
+        .build();
+    let mut extra = Vec::new();
+    for_each_dependency(&mut extra);
+    for (name, schema) in extra {
+        components.schemas.entry(name).or_insert(schema);
+    }
+
+    let mut paths = Paths::new();
+    for kind in Kind::ALL {
+        let (coll, schema) = (kind.collection(), schema_name(kind));
+        let list = format!("/admin/v1/{coll}");
+        let item = format!("/admin/v1/{coll}/{{id}}");
+        paths.add_path_operation(
+            &list,
+            vec![HttpMethod::Get],
+            op(format!("List {coll}"), response("items and revision", None)).build(),
+        );
+        if kind != Kind::ApiKey {
+            let create = op(
+                format!("Create a {kind}"),
+                response("created", Some(schema)),
+            )
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .content("application/json", json_body(schema))
+                    .required(Some(Required::True))
+                    .build(),
+            ))
+            .response("409", response("already exists", None))
+            .response("422", response("invalid reference", None));
+            paths.add_path_operation(&list, vec![HttpMethod::Post], create.build());
+        }
+        let get = op(
+            format!("Get a {kind}"),
+            response("the resource", Some(schema)),
+        )
+        .parameter(id_param())
+        .response("404", response("not found", None));
+        paths.add_path_operation(&item, vec![HttpMethod::Get], get.build());
+        let put = op(
+            format!("Replace a {kind}"),
+            response("the resource", Some(schema)),
+        )
+        .parameter(id_param())
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .content("application/json", json_body(schema))
+                .required(Some(Required::True))
+                .build(),
+        ))
+        .response("404", response("not found", None))
+        .response("422", response("invalid reference", None));
+        paths.add_path_operation(&item, vec![HttpMethod::Put], put.build());
+        let del = op(format!("Delete a {kind}"), response("deleted", None))
+            .parameter(id_param())
+            .response("409", response("still referenced", None));
+        paths.add_path_operation(&item, vec![HttpMethod::Delete], del.build());
+    }
+    let key_op = op(
+        "Create an API key (plaintext returned once)".into(),
+        response("the key with its secret", None),
+    )
+    .parameter(id_param());
+    paths.add_path_operation(
+        "/admin/v1/consumers/{id}/keys",
+        vec![HttpMethod::Post],
+        key_op.build(),
+    );
+    for (path, method, summary) in [
+        ("/admin/v1/cluster", HttpMethod::Get, "Cluster status"),
+        (
+            "/admin/v1/cluster/init",
+            HttpMethod::Post,
+            "Bootstrap a one-node cluster",
+        ),
+        (
+            "/admin/v1/cluster/join",
+            HttpMethod::Post,
+            "Join this node to another node's cluster",
+        ),
+        (
+            "/admin/v1/cluster/leave",
+            HttpMethod::Post,
+            "Remove this node from its cluster",
+        ),
+        ("/admin/v1/cluster/members", HttpMethod::Post, "Add a node"),
+        ("/admin/v1/tokens", HttpMethod::Post, "Mint an admin token"),
+    ] {
+        paths.add_path_operation(
+            path,
+            vec![method],
+            op(summary.into(), response("ok", None)).build(),
+        );
+    }
+    paths.add_path_operation(
+        "/admin/v1/cluster/members/{id}",
+        vec![HttpMethod::Delete],
+        op("Remove a node".into(), response("ok", None))
+            .parameter(id_param())
+            .build(),
+    );
+
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Raftgate admin API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        )
+        .paths(paths)
+        .components(Some(components))
+        .security(Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]))
+        .build()
+}
+
+/// Nested schemas referenced by the resources.
+fn for_each_dependency(
+    out: &mut Vec<(
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    )>,
+) {
+    Tenant::schemas(out);
+    Consumer::schemas(out);
+    ApiKey::schemas(out);
+    Upstream::schemas(out);
+    Route::schemas(out);
+    Provider::schemas(out);
+    Model::schemas(out);
+    PromptTemplate::schemas(out);
+    QuotaPolicy::schemas(out);
+    Permission::schemas(out);
+}

@@ -1,0 +1,68 @@
+//! Health, readiness, Prometheus metrics, and the JSON fallbacks for unknown routes.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::AppState;
+
+/// The process is up and serving HTTP.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready for traffic: the config has been applied and a leader is known.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let metrics = state.raft.metrics().borrow().clone();
+    let reason = if metrics.last_applied.is_none() {
+        Some("no configuration applied yet")
+    } else if metrics.current_leader.is_none() {
+        Some("no Raft leader known")
+    } else if state.config.load().state.cluster().is_none() {
+        Some("cluster not initialized")
+    } else {
+        None
+    };
+    match reason {
+        None => Json(json!({"ready": true, "leader": metrics.current_leader, "applied_index": metrics.last_applied.map(|l| l.index)})).into_response(),
+        Some(r) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false, "reason": r}))).into_response(),
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(&state.raft.metrics().borrow());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint; see /admin/v1/openapi.json")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
+}
+
+/// Counts admin requests by method and status for `/metrics`.
+pub async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .admin_request(method.as_str(), response.status().as_u16());
+    response
+}

@@ -1,0 +1,232 @@
+//! Command-line definitions (clap). Execution lives in `client` (admin subcommands) and
+//! `server` (`serve`, `dev`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{ConfigError, NodeConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "raftgate",
+    version,
+    about = "Raft-replicated API and LLM gateway"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a gateway node.
+    Serve(ServeArgs),
+    /// Run a one-node playground with demo data in ./.raftgate-dev.
+    Dev(DevArgs),
+    /// Cluster membership: init, join, leave, remove, status.
+    Cluster {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// List resources of a collection, or show one.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        collection: String,
+        id: Option<String>,
+        /// Linearizable read (confirmed with the leader).
+        #[arg(long)]
+        consistent: bool,
+    },
+    /// Create a resource from JSON.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+        collection: String,
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Replace a resource with JSON.
+    Update {
+        #[command(flatten)]
+        client: ClientArgs,
+        collection: String,
+        id: String,
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Delete a resource.
+    Delete {
+        #[command(flatten)]
+        client: ClientArgs,
+        collection: String,
+        id: String,
+    },
+    /// API keys of consumers.
+    Key {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Admin tokens.
+    Token {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Bootstrap a one-node cluster on the node at --server; prints the first admin token.
+    Init,
+    /// Make the node at --server join the cluster of the node at --via.
+    Join {
+        #[arg(long)]
+        via: String,
+        /// Join as a non-voting learner (adds serving capacity without slowing commits).
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Remove the node at --server from its cluster.
+    Leave,
+    /// Remove a node by id.
+    Remove { node_id: u64 },
+    /// Show members, roles, terms and log positions.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key for a consumer; the secret is printed once.
+    Create {
+        consumer: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint an admin token.
+    Create {
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long)]
+        ttl_secs: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Admin URL of any node.
+    #[arg(
+        long,
+        env = "RAFTGATE_SERVER",
+        default_value = "http://127.0.0.1:9080",
+        global = true
+    )]
+    pub server: String,
+    /// Admin bearer token.
+    #[arg(long, env = "RAFTGATE_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BodyArgs {
+    /// Read the JSON body from a file (`-` for stdin).
+    #[arg(short = 'f', long = "file", conflicts_with = "data")]
+    pub file: Option<PathBuf>,
+    /// The JSON body inline.
+    #[arg(long)]
+    pub data: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "RAFTGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "RAFTGATE_NODE_ID")]
+    pub node_id: Option<u64>,
+    #[arg(long, env = "RAFTGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "RAFTGATE_HTTP_ADDR")]
+    pub http_addr: Option<String>,
+    #[arg(long, env = "RAFTGATE_ADMIN_ADDR")]
+    pub admin_addr: Option<String>,
+    #[arg(long, env = "RAFTGATE_RAFT_ADDR")]
+    pub raft_addr: Option<String>,
+    #[arg(long, env = "RAFTGATE_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+    /// Admin URL of a member to join on first start (uses RAFTGATE_TOKEN).
+    #[arg(long, env = "RAFTGATE_JOIN")]
+    pub join: Option<String>,
+    #[arg(long, env = "RAFTGATE_SNAPSHOT_LOGS")]
+    pub snapshot_logs: Option<u64>,
+    #[arg(long, env = "RAFTGATE_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Token used by --join.
+    #[arg(long, env = "RAFTGATE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ServeArgs {
+    /// File (if any) → defaults, then flags and environment on top, then `validate()`.
+    pub fn resolve(&self) -> Result<NodeConfig, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => NodeConfig::from_file(path)?,
+            None => NodeConfig::default(),
+        };
+        macro_rules! over {
+            ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
+        }
+        over!(
+            node_id,
+            data_dir,
+            http_addr,
+            admin_addr,
+            raft_addr,
+            snapshot_logs,
+            log_level
+        );
+        if self.advertise_host.is_some() {
+            c.advertise_host = self.advertise_host.clone();
+        }
+        if self.join.is_some() {
+            c.join = self.join.clone();
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    #[arg(long, default_value = ".raftgate-dev")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http_addr: String,
+    #[arg(long, default_value = "127.0.0.1:9080")]
+    pub admin_addr: String,
+    #[arg(long, default_value = "127.0.0.1:7080")]
+    pub raft_addr: String,
+    /// Where the built-in demo echo upstream listens.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub echo_addr: String,
+    /// Start from an empty data dir.
+    #[arg(long)]
+    pub reset: bool,
+}

@@ -1,0 +1,303 @@
+//! Admin subcommands of the CLI: thin HTTP calls to a node's admin API.
+//!
+//! Exit status: 0 success, 1 the server refused (its JSON error on stderr), 2 a node
+//! could not be reached (connection failure, or 502/503/504 from the node), 64 bad usage.
+
+use std::io::Read;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::cli::{BodyArgs, ClientArgs, ClusterCommand, Command, KeyCommand, TokenCommand};
+
+pub const EXIT_REFUSED: i32 = 1;
+pub const EXIT_UNREACHABLE: i32 = 2;
+pub const EXIT_USAGE: i32 = 64;
+
+/// A failed CLI call: what to print and the exit status.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: i32,
+    pub message: String,
+}
+
+fn usage(message: impl Into<String>) -> CliError {
+    CliError {
+        code: EXIT_USAGE,
+        message: message.into(),
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    server: String,
+    token: Option<String>,
+}
+
+impl Client {
+    fn new(args: &ClientArgs) -> Result<Client, CliError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| usage(e.to_string()))?;
+        Ok(Client {
+            http,
+            server: args.server.trim_end_matches('/').to_string(),
+            token: args.token.clone(),
+        })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, CliError> {
+        let url = format!("{}{path}", self.server);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| CliError {
+            code: EXIT_UNREACHABLE,
+            message: format!("cannot reach {}: {e}", self.server),
+        })?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        let code = if matches!(status.as_u16(), 502..=504) {
+            EXIT_UNREACHABLE
+        } else {
+            EXIT_REFUSED
+        };
+        let message = match value["error"]["message"].as_str() {
+            Some(m) => format!(
+                "{status}: {} ({})",
+                m,
+                value["error"]["code"].as_str().unwrap_or("error")
+            ),
+            None => format!("{status} from {url}"),
+        };
+        Err(CliError { code, message })
+    }
+}
+
+fn read_body(body: &BodyArgs) -> Result<Value, CliError> {
+    let text = match (&body.file, &body.data) {
+        (Some(path), _) if path.as_os_str() == "-" => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| usage(format!("stdin: {e}")))?;
+            s
+        }
+        (Some(path), _) => {
+            std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?
+        }
+        (None, Some(data)) => data.clone(),
+        (None, None) => return Err(usage("give the JSON body with -f FILE or --data JSON")),
+    };
+    serde_json::from_str(&text).map_err(|e| usage(format!("the body is not valid JSON: {e}")))
+}
+
+fn print(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Runs one client subcommand.
+pub async fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Cluster { client, command } => cluster(Client::new(&client)?, command).await,
+        Command::Get {
+            client,
+            collection,
+            id,
+            consistent,
+        } => {
+            let c = Client::new(&client)?;
+            let q = if consistent { "?consistent=true" } else { "" };
+            let path = match id {
+                Some(id) => format!("/admin/v1/{collection}/{}{q}", encode(&id)),
+                None => format!("/admin/v1/{collection}{q}"),
+            };
+            print(&c.call(Method::GET, &path, None).await?);
+            Ok(())
+        }
+        Command::Create {
+            client,
+            collection,
+            body,
+        } => {
+            let v = Client::new(&client)?
+                .call(
+                    Method::POST,
+                    &format!("/admin/v1/{collection}"),
+                    Some(read_body(&body)?),
+                )
+                .await?;
+            print(&v);
+            Ok(())
+        }
+        Command::Update {
+            client,
+            collection,
+            id,
+            body,
+        } => {
+            let path = format!("/admin/v1/{collection}/{}", encode(&id));
+            print(
+                &Client::new(&client)?
+                    .call(Method::PUT, &path, Some(read_body(&body)?))
+                    .await?,
+            );
+            Ok(())
+        }
+        Command::Delete {
+            client,
+            collection,
+            id,
+        } => {
+            let path = format!("/admin/v1/{collection}/{}", encode(&id));
+            print(
+                &Client::new(&client)?
+                    .call(Method::DELETE, &path, None)
+                    .await?,
+            );
+            Ok(())
+        }
+        Command::Key {
+            client,
+            command: KeyCommand::Create { consumer, name },
+        } => {
+            let path = format!("/admin/v1/consumers/{}/keys", encode(&consumer));
+            let v = Client::new(&client)?
+                .call(Method::POST, &path, Some(json!({"name": name})))
+                .await?;
+            eprintln!("store this key now; it is not shown again");
+            print(&v);
+            Ok(())
+        }
+        Command::Token {
+            client,
+            command:
+                TokenCommand::Create {
+                    role,
+                    tenant,
+                    subject,
+                    ttl_secs,
+                },
+        } => {
+            let body =
+                json!({"role": role, "tenant": tenant, "subject": subject, "ttl_secs": ttl_secs});
+            let v = Client::new(&client)?
+                .call(Method::POST, "/admin/v1/tokens", Some(body))
+                .await?;
+            println!("{}", v["token"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        Command::Serve(_) | Command::Dev(_) => Err(usage("not a client command")),
+    }
+}
+
+/// Percent-encodes an id for a URL path segment (model names may hold `/` and `:`).
+fn encode(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn cluster(c: Client, command: ClusterCommand) -> Result<(), CliError> {
+    match command {
+        ClusterCommand::Init => {
+            let v = c.call(Method::POST, "/admin/v1/cluster/init", None).await?;
+            eprintln!(
+                "cluster {} initialized on node {}; admin token:",
+                v["cluster_id"].as_str().unwrap_or("?"),
+                v["node_id"]
+            );
+            println!("{}", v["admin_token"].as_str().unwrap_or_default());
+        }
+        ClusterCommand::Join { via, learner } => {
+            let v = c
+                .call(
+                    Method::POST,
+                    "/admin/v1/cluster/join",
+                    Some(json!({"via": via, "learner": learner})),
+                )
+                .await?;
+            println!(
+                "node {} joined cluster {} as {}",
+                v["node_id"],
+                v["cluster_id"].as_str().unwrap_or("?"),
+                if learner { "learner" } else { "voter" }
+            );
+        }
+        ClusterCommand::Leave => {
+            let v = c
+                .call(Method::POST, "/admin/v1/cluster/leave", None)
+                .await?;
+            println!("node {} left the cluster", v["removed"]);
+        }
+        ClusterCommand::Remove { node_id } => {
+            c.call(
+                Method::DELETE,
+                &format!("/admin/v1/cluster/members/{node_id}"),
+                None,
+            )
+            .await?;
+            println!("node {node_id} removed");
+        }
+        ClusterCommand::Status { json } => {
+            let v = c.call(Method::GET, "/admin/v1/cluster", None).await?;
+            if json {
+                print(&v);
+            } else {
+                print_status(&v);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_status(v: &Value) {
+    println!(
+        "cluster {}  leader {}  term {}",
+        v["cluster_id"].as_str().unwrap_or("-"),
+        v["leader_id"],
+        v["term"]
+    );
+    println!(
+        "{:>4}  {:<10} {:<7} {:>6} {:>9} {:>9}  {:<22} ADMIN",
+        "ID", "ROLE", "VOTER", "TERM", "LAST_LOG", "APPLIED", "RAFT"
+    );
+    let opt = |x: &Value| x.as_u64().map_or("-".to_string(), |n| n.to_string());
+    for n in v["nodes"].as_array().into_iter().flatten() {
+        println!(
+            "{:>4}  {:<10} {:<7} {:>6} {:>9} {:>9}  {:<22} {}",
+            opt(&n["id"]),
+            n["role"].as_str().unwrap_or("-"),
+            if n["voter"].as_bool().unwrap_or(false) {
+                "yes"
+            } else {
+                "no"
+            },
+            opt(&n["term"]),
+            opt(&n["last_log_index"]),
+            opt(&n["applied_index"]),
+            n["raft_addr"].as_str().unwrap_or("-"),
+            n["admin_url"].as_str().unwrap_or("-"),
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! The Raftgate node: configuration, CLI, admin API, data plane, metrics. `main.rs` is
+//! the thin entry point; `server` is the composition root that wires the parts together.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod dataplane;
+pub mod dev;
+pub mod metrics;
+pub mod server;

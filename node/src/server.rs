@@ -1,0 +1,251 @@
+//! The composition root of a node: binds the three listeners, starts Raft, the admin API
+//! and the data plane, publishes `node.json`, joins on first start, and shuts down cleanly.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use raftgate_raft::{RaftNode, RaftSettings};
+use raftgate_store::Node;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{self, AppState};
+use crate::config::{ConfigError, NodeConfig};
+use crate::metrics::Metrics;
+
+/// A running node, as `serve` and `dev` use it.
+pub struct Running {
+    pub state: AppState,
+    pub admin_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub raft_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Refuses a data dir that belongs to another node id (exit 64 via `ConfigError`).
+fn check_identity(data_dir: &Path, node_id: u64) -> Result<(), ConfigError> {
+    let err = |m: String| ConfigError {
+        key: "data_dir".into(),
+        message: m,
+    };
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| err(format!("cannot create {}: {e}", data_dir.display())))?;
+    let path = data_dir.join("identity.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| err(format!("{} is corrupt: {e}", path.display())))?;
+            match v["node_id"].as_u64() {
+                Some(id) if id == node_id => Ok(()),
+                Some(id) => Err(err(format!(
+                    "{} belongs to node {id}, not node {node_id}",
+                    data_dir.display()
+                ))),
+                None => Err(err(format!("{} has no node_id", path.display()))),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            write_durably(&path, &serde_json::json!({"node_id": node_id}).to_string())
+                .map_err(|e| err(e.to_string()))
+        }
+        Err(e) => Err(err(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+/// Writes via a temporary file, fsync and rename, so readers never see half a file.
+fn write_durably(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
+/// Starts every part of a node and returns once all listeners are bound.
+pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
+    check_identity(&cfg.data_dir, cfg.node_id)?;
+    let admin_l = bind("admin_addr", &cfg.admin_addr).await?;
+    let http_l = bind("http_addr", &cfg.http_addr).await?;
+    let raft_l = bind("raft_addr", &cfg.raft_addr).await?;
+    let (admin_addr, http_addr, raft_addr) = (
+        admin_l.local_addr()?,
+        http_l.local_addr()?,
+        raft_l.local_addr()?,
+    );
+    let host = |a: &SocketAddr| cfg.advertised_host(a);
+    let me = Node {
+        raft_addr: format!("{}:{}", host(&raft_addr), raft_addr.port()),
+        admin_url: format!("http://{}:{}", host(&admin_addr), admin_addr.port()),
+        http_addr: format!("{}:{}", host(&http_addr), http_addr.port()),
+    };
+    let settings = RaftSettings {
+        snapshot_logs_since_last: cfg.snapshot_logs,
+        ..RaftSettings::default()
+    };
+    let (raft, config) = RaftNode::start(cfg.node_id, me.clone(), &cfg.data_dir, settings)
+        .await
+        .with_context(|| format!("cannot start Raft with data dir {}", cfg.data_dir.display()))?;
+
+    let metrics = Arc::new(Metrics::new());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(90))
+        .build()
+        .context("HTTP client")?;
+    let state = AppState {
+        raft: raft.clone(),
+        config,
+        metrics: metrics.clone(),
+        http,
+    };
+    let (stop, stopped) = watch::channel(false);
+    let until = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let mut tasks = Vec::new();
+    let r = raft.clone();
+    let s = until(stopped.clone());
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = r.serve(raft_l, s).await {
+            tracing::error!(error = %e, "raft gRPC server stopped");
+        }
+    }));
+    let app = admin::router(state.clone());
+    let s = until(stopped.clone());
+    tasks.push(tokio::spawn(async move {
+        let serve = axum::serve(
+            admin_l,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(s);
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "admin server stopped");
+        }
+    }));
+    tasks.push(tokio::spawn(crate::dataplane::serve(
+        http_l,
+        until(stopped.clone()),
+    )));
+    tasks.push(tokio::spawn(watch_snapshots(raft.clone(), metrics)));
+
+    let info = serde_json::json!({
+        "node_id": cfg.node_id, "pid": std::process::id(),
+        "http_addr": http_addr.to_string(), "admin_addr": admin_addr.to_string(), "raft_addr": raft_addr.to_string(),
+        "admin_url": me.admin_url, "advertised_raft_addr": me.raft_addr,
+    });
+    write_durably(&cfg.data_dir.join("node.json"), &info.to_string())
+        .context("writing node.json")?;
+    tracing::info!(node_id = cfg.node_id, admin = %admin_addr, http = %http_addr, raft = %raft_addr, "node listening");
+    Ok(Running {
+        state,
+        admin_addr,
+        http_addr,
+        raft_addr,
+        stop,
+        tasks,
+    })
+}
+
+/// Counts snapshots for `/metrics` by watching the snapshot log id move.
+async fn watch_snapshots(raft: RaftNode, metrics: Arc<Metrics>) {
+    let mut rx = raft.metrics();
+    let mut last = rx.borrow().snapshot;
+    while rx.changed().await.is_ok() {
+        let now = rx.borrow().snapshot;
+        if now != last {
+            metrics.snapshot_taken();
+            last = now;
+        }
+    }
+}
+
+/// Joins the cluster at `via` unless this node already belongs to one; retries until the
+/// cluster answers (the first nodes of a deployment often start together).
+pub async fn join_on_first_start(
+    state: AppState,
+    via: String,
+    token: Option<String>,
+    learner: bool,
+) {
+    if state.config.load().state.cluster().is_some() || state.raft.is_initialized() {
+        tracing::info!("already a cluster member; ignoring --join");
+        return;
+    }
+    let Some(token) = token else {
+        tracing::error!("--join needs an admin token of the cluster (RAFTGATE_TOKEN)");
+        return;
+    };
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match admin::cluster::join_cluster(&state, &via, &token, learner).await {
+            Ok(_) => return,
+            Err(e) if e.status.is_client_error() && e.status.as_u16() != 409 => {
+                tracing::error!(code = e.code, message = %e.message, "join refused; not retrying");
+                return;
+            }
+            Err(e) => tracing::warn!(code = e.code, message = %e.message, "join failed; retrying"),
+        }
+        if state.config.load().state.cluster().is_some() {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
+}
+
+impl Running {
+    /// Stops listeners and Raft, waiting for in-flight work to drain (bounded).
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        self.state.raft.shutdown().await;
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+/// `raftgate serve`: runs until SIGINT or SIGTERM.
+pub async fn serve(cfg: NodeConfig, token: Option<String>) -> anyhow::Result<()> {
+    let running = start(&cfg).await?;
+    if let Some(via) = cfg.join.clone() {
+        tokio::spawn(join_on_first_start(
+            running.state.clone(),
+            via,
+            token,
+            false,
+        ));
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
