@@ -64,11 +64,17 @@ mod tests {
 
         let mut wrong = bytes.clone();
         wrong[0] = 99;
-        assert!(matches!(decode::<(u64, String, Option<Vec<u8>>)>(&wrong), Err(CodecError::UnsupportedVersion(99))));
+        assert!(matches!(
+            decode::<(u64, String, Option<Vec<u8>>)>(&wrong),
+            Err(CodecError::UnsupportedVersion(99))
+        ));
         assert!(matches!(decode::<u64>(&[]), Err(CodecError::Empty)));
         let mut trailing = bytes;
         trailing.push(0);
-        assert!(matches!(decode::<(u64, String, Option<Vec<u8>>)>(&trailing), Err(CodecError::Trailing(1))));
+        assert!(matches!(
+            decode::<(u64, String, Option<Vec<u8>>)>(&trailing),
+            Err(CodecError::Trailing(1))
+        ));
     }
 
     #[test]

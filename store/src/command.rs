@@ -20,11 +20,17 @@ pub struct Command {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     /// First command of a new cluster: its identity and the admin-token signing secret.
-    InitCluster { cluster_id: String, token_secret: Vec<u8> },
+    InitCluster {
+        cluster_id: String,
+        token_secret: Vec<u8>,
+    },
     Create(Resource),
     /// Replaces the whole resource; it must exist.
     Update(Resource),
-    Delete { kind: Kind, id: String },
+    Delete {
+        kind: Kind,
+        id: String,
+    },
     /// All ops or none.
     Batch(Vec<Op>),
 }
@@ -35,7 +41,11 @@ impl Command {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        Command { at_ms, actor: actor.into(), op }
+        Command {
+            at_ms,
+            actor: actor.into(),
+            op,
+        }
     }
 }
 
@@ -47,14 +57,19 @@ pub struct Response {
 
 impl Response {
     pub fn ok(applied: Applied) -> Response {
-        Response { result: Ok(applied) }
+        Response {
+            result: Ok(applied),
+        }
     }
     pub fn err(e: ApplyError) -> Response {
         Response { result: Err(e) }
     }
     /// The answer to entries without a command (blank, membership).
     pub fn none(revision: u64) -> Response {
-        Response::ok(Applied { revision, changed: Vec::new() })
+        Response::ok(Applied {
+            revision,
+            changed: Vec::new(),
+        })
     }
 }
 
@@ -71,19 +86,44 @@ pub struct Applied {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ApplyError {
     #[error("invalid {kind} '{id}': {field}: {message}")]
-    Invalid { kind: Kind, id: String, field: String, message: String },
+    Invalid {
+        kind: Kind,
+        id: String,
+        field: String,
+        message: String,
+    },
     #[error("{kind} '{id}' not found")]
     NotFound { kind: Kind, id: String },
     #[error("{kind} '{id}' already exists")]
     AlreadyExists { kind: Kind, id: String },
     #[error("{kind} '{id}': {field} refers to {target_kind} '{target_id}', which does not exist")]
-    Dangling { kind: Kind, id: String, field: String, target_kind: Kind, target_id: String },
+    Dangling {
+        kind: Kind,
+        id: String,
+        field: String,
+        target_kind: Kind,
+        target_id: String,
+    },
     #[error("{kind} '{id}': {field} refers to {target_kind} '{target_id}' of another tenant")]
-    CrossTenant { kind: Kind, id: String, field: String, target_kind: Kind, target_id: String },
+    CrossTenant {
+        kind: Kind,
+        id: String,
+        field: String,
+        target_kind: Kind,
+        target_id: String,
+    },
     #[error("{kind} '{id}' is still used by {}", describe(.used_by))]
-    InUse { kind: Kind, id: String, used_by: Vec<(Kind, String)> },
+    InUse {
+        kind: Kind,
+        id: String,
+        used_by: Vec<(Kind, String)>,
+    },
     #[error("{kind} '{id}': reference cycle {}", .path.join(" -> "))]
-    Cycle { kind: Kind, id: String, path: Vec<String> },
+    Cycle {
+        kind: Kind,
+        id: String,
+        path: Vec<String>,
+    },
     #[error("the cluster is already initialized")]
     AlreadyInitialized,
     #[error("the cluster is not initialized")]
@@ -108,7 +148,11 @@ impl ApplyError {
 }
 
 fn describe(items: &[(Kind, String)]) -> String {
-    let shown: Vec<String> = items.iter().take(5).map(|(k, id)| format!("{k} '{id}'")).collect();
+    let shown: Vec<String> = items
+        .iter()
+        .take(5)
+        .map(|(k, id)| format!("{k} '{id}'"))
+        .collect();
     let more = items.len().saturating_sub(shown.len());
     if more > 0 {
         format!("{} and {more} more", shown.join(", "))

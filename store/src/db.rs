@@ -21,9 +21,15 @@ const ALL_CFS: [&str; 5] = [CF_LOG, CF_RAFT, CF_SM, CF_SNAPSHOT, CF_LOCAL];
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("cannot create data dir {path}: {source}")]
-    CreateDir { path: String, source: std::io::Error },
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot open RocksDB at {path}: {source}")]
-    Open { path: String, source: rocksdb::Error },
+    Open {
+        path: String,
+        source: rocksdb::Error,
+    },
     #[error("data dir {path} is corrupt: {message}")]
     Corrupt { path: String, message: String },
 }
@@ -31,15 +37,22 @@ pub enum OpenError {
 /// Opens (creating if needed) the database under `dir/db`.
 pub fn open_db(dir: &Path) -> Result<Arc<DB>, OpenError> {
     let path = dir.join("db");
-    std::fs::create_dir_all(&path).map_err(|source| OpenError::CreateDir { path: path.display().to_string(), source })?;
+    std::fs::create_dir_all(&path).map_err(|source| OpenError::CreateDir {
+        path: path.display().to_string(),
+        source,
+    })?;
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.set_keep_log_file_num(4);
-    let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-    let db = DB::open_cf_descriptors(&opts, &path, cfs)
-        .map_err(|source| OpenError::Open { path: path.display().to_string(), source })?;
+    let cfs = ALL_CFS
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+    let db = DB::open_cf_descriptors(&opts, &path, cfs).map_err(|source| OpenError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
     Ok(Arc::new(db))
 }
 
@@ -47,7 +60,8 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>, OpenError> {
 pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
     // Every name passed here is in ALL_CFS, which open_db creates; a miss is a programming error.
     #[allow(clippy::expect_used)]
-    db.cf_handle(name).expect("column family created by open_db")
+    db.cf_handle(name)
+        .expect("column family created by open_db")
 }
 
 /// Write options that fsync the WAL before returning: for anything acknowledged to Raft.
@@ -74,6 +88,7 @@ impl LocalStore {
 
     /// Durable put (fsynced): used for node identity, which must survive a crash.
     pub fn put(&self, key: &str, value: &[u8]) -> Result<(), rocksdb::Error> {
-        self.db.put_cf_opt(cf(&self.db, CF_LOCAL), key, value, &sync_write())
+        self.db
+            .put_cf_opt(cf(&self.db, CF_LOCAL), key, value, &sync_write())
     }
 }

@@ -33,11 +33,15 @@ fn index_key(index: u64) -> [u8; 8] {
 }
 
 fn io_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageError::IO { source: StorageIOError::write_logs(openraft::AnyError::new(&e)) }
+    StorageError::IO {
+        source: StorageIOError::write_logs(openraft::AnyError::new(&e)),
+    }
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageError::IO { source: StorageIOError::read_logs(openraft::AnyError::new(&e)) }
+    StorageError::IO {
+        source: StorageIOError::read_logs(openraft::AnyError::new(&e)),
+    }
 }
 
 impl LogStore {
@@ -46,16 +50,31 @@ impl LogStore {
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
-        match self.db.get_cf(cf(&self.db, CF_RAFT), key).map_err(read_err)? {
+        match self
+            .db
+            .get_cf(cf(&self.db, CF_RAFT), key)
+            .map_err(read_err)?
+        {
             Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(read_err)?)),
             None => Ok(None),
         }
     }
 
-    fn put_meta<T: Serialize>(&self, key: &[u8], value: &T, sync: bool) -> Result<(), StorageError> {
+    fn put_meta<T: Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        sync: bool,
+    ) -> Result<(), StorageError> {
         let bytes = codec::encode(value).map_err(io_err)?;
-        let opts = if sync { sync_write() } else { rocksdb::WriteOptions::default() };
-        self.db.put_cf_opt(cf(&self.db, CF_RAFT), key, bytes, &opts).map_err(io_err)
+        let opts = if sync {
+            sync_write()
+        } else {
+            rocksdb::WriteOptions::default()
+        };
+        self.db
+            .put_cf_opt(cf(&self.db, CF_RAFT), key, bytes, &opts)
+            .map_err(io_err)
     }
 
     /// Runs blocking RocksDB work off the async runtime's worker threads.
@@ -64,7 +83,9 @@ impl LogStore {
         f: impl FnOnce(&DB) -> Result<T, StorageError> + Send + 'static,
     ) -> Result<T, StorageError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(io_err)?
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(io_err)?
     }
 }
 
@@ -80,9 +101,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let db = &self.db;
         let mut out = Vec::new();
-        for item in db.iterator_cf(cf(db, CF_LOG), IteratorMode::From(&index_key(start), Direction::Forward)) {
+        for item in db.iterator_cf(
+            cf(db, CF_LOG),
+            IteratorMode::From(&index_key(start), Direction::Forward),
+        ) {
             let (key, value) = item.map_err(read_err)?;
-            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| read_err(codec::CodecError::Empty))?);
+            let index = u64::from_be_bytes(
+                key.as_ref()
+                    .try_into()
+                    .map_err(|_| read_err(codec::CodecError::Empty))?,
+            );
             if !range.contains(&index) {
                 break;
             }
@@ -107,7 +135,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             None => last_purged,
         };
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -131,7 +162,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -140,11 +175,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let log = cf(&self.db, CF_LOG);
             for entry in entries {
-                batch.put_cf(log, index_key(entry.log_id.index), codec::encode(&entry).map_err(io_err)?);
+                batch.put_cf(
+                    log,
+                    index_key(entry.log_id.index),
+                    codec::encode(&entry).map_err(io_err)?,
+                );
             }
         }
         // fsync the WAL, then tell openraft the entries are durable.
-        let result = self.blocking(move |db| db.write_opt(batch, &sync_write()).map_err(io_err)).await;
+        let result = self
+            .blocking(move |db| db.write_opt(batch, &sync_write()).map_err(io_err))
+            .await;
         match &result {
             Ok(()) => callback.log_io_completed(Ok(())),
             Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
@@ -166,7 +207,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.put_meta(KEY_PURGED, &log_id, true)?;
         self.blocking(move |db| {
             let mut batch = WriteBatch::default();
-            batch.delete_range_cf(cf(db, CF_LOG), index_key(0), index_key(log_id.index.saturating_add(1)));
+            batch.delete_range_cf(
+                cf(db, CF_LOG),
+                index_key(0),
+                index_key(log_id.index.saturating_add(1)),
+            );
             db.write_opt(batch, &sync_write()).map_err(io_err)
         })
         .await

@@ -61,8 +61,16 @@ struct Ref {
 }
 
 fn refs(res: &Resource) -> Vec<Ref> {
-    let r = |field, kind, id: &String| Ref { field, kind, id: id.clone() };
-    let tenant = |t: &Option<String>| t.iter().map(|t| r("tenant", Kind::Tenant, t)).collect::<Vec<_>>();
+    let r = |field, kind, id: &String| Ref {
+        field,
+        kind,
+        id: id.clone(),
+    };
+    let tenant = |t: &Option<String>| {
+        t.iter()
+            .map(|t| r("tenant", Kind::Tenant, t))
+            .collect::<Vec<_>>()
+    };
     match res {
         Resource::Tenant(_) | Resource::Provider(_) => vec![],
         Resource::Consumer(c) => vec![r("tenant", Kind::Tenant, &c.tenant)],
@@ -85,7 +93,11 @@ fn refs(res: &Resource) -> Vec<Ref> {
         }
         Resource::Model(m) => {
             let mut v = tenant(&m.tenant);
-            v.extend(m.deployments.iter().map(|d| r("deployments.provider", Kind::Provider, &d.provider)));
+            v.extend(
+                m.deployments
+                    .iter()
+                    .map(|d| r("deployments.provider", Kind::Provider, &d.provider)),
+            );
             v.extend(m.fallbacks.iter().map(|f| r("fallbacks", Kind::Model, f)));
             v
         }
@@ -162,7 +174,12 @@ impl State {
 
     /// Applies one command at log index `revision`. On error nothing changed; on success
     /// the touched keys are appended to `changes`.
-    pub fn apply(&mut self, revision: u64, cmd: &Command, changes: &mut Vec<Change>) -> Result<Applied, ApplyError> {
+    pub fn apply(
+        &mut self,
+        revision: u64,
+        cmd: &Command,
+        changes: &mut Vec<Change>,
+    ) -> Result<Applied, ApplyError> {
         let mut touched = Vec::new();
         if let Op::Batch(_) = &cmd.op {
             // All-or-nothing on a copy; batches are rare (demo data, imports).
@@ -183,9 +200,18 @@ impl State {
         Ok(Applied { revision, changed })
     }
 
-    fn apply_op(&mut self, revision: u64, at_ms: u64, op: &Op, touched: &mut Vec<Change>) -> Result<(), ApplyError> {
+    fn apply_op(
+        &mut self,
+        revision: u64,
+        at_ms: u64,
+        op: &Op,
+        touched: &mut Vec<Change>,
+    ) -> Result<(), ApplyError> {
         match op {
-            Op::InitCluster { cluster_id, token_secret } => {
+            Op::InitCluster {
+                cluster_id,
+                token_secret,
+            } => {
                 if self.cluster.is_some() {
                     return Err(ApplyError::AlreadyInitialized);
                 }
@@ -199,7 +225,10 @@ impl State {
             Op::Create(res) => {
                 validate(res)?;
                 if self.get(res.kind(), res.id()).is_some() {
-                    return Err(ApplyError::AlreadyExists { kind: res.kind(), id: res.id().to_string() });
+                    return Err(ApplyError::AlreadyExists {
+                        kind: res.kind(),
+                        id: res.id().to_string(),
+                    });
                 }
                 self.check_new(res)?;
                 self.put(res.clone(), at_ms, revision, at_ms, touched);
@@ -208,7 +237,10 @@ impl State {
                 validate(res)?;
                 let old = self
                     .get(res.kind(), res.id())
-                    .ok_or_else(|| ApplyError::NotFound { kind: res.kind(), id: res.id().to_string() })?;
+                    .ok_or_else(|| ApplyError::NotFound {
+                        kind: res.kind(),
+                        id: res.id().to_string(),
+                    })?;
                 check_immutable(&old.resource, res)?;
                 let created = old.created_at_ms;
                 self.check_new(res)?;
@@ -229,24 +261,41 @@ impl State {
         let (kind, id) = (res.kind(), res.id().to_string());
         let owner = self.owner_tenant(res);
         for r in refs(res) {
-            let target = self.get(r.kind, &r.id).ok_or_else(|| ApplyError::Dangling {
-                kind,
-                id: id.clone(),
-                field: r.field.to_string(),
-                target_kind: r.kind,
-                target_id: r.id.clone(),
-            })?;
+            let target = self
+                .get(r.kind, &r.id)
+                .ok_or_else(|| ApplyError::Dangling {
+                    kind,
+                    id: id.clone(),
+                    field: r.field.to_string(),
+                    target_kind: r.kind,
+                    target_id: r.id.clone(),
+                })?;
             if r.kind == Kind::Tenant {
                 continue;
             }
             let target_owner = self.owner_tenant(&target.resource);
             if target_owner.is_some() && target_owner != owner {
-                return Err(ApplyError::CrossTenant { kind, id, field: r.field.to_string(), target_kind: r.kind, target_id: r.id });
+                return Err(ApplyError::CrossTenant {
+                    kind,
+                    id,
+                    field: r.field.to_string(),
+                    target_kind: r.kind,
+                    target_id: r.id,
+                });
             }
         }
         if let Resource::ApiKey(k) = res {
-            if self.key_hashes.get(&k.sha256).is_some_and(|other| other != &k.id) {
-                return Err(ApplyError::Invalid { kind, id, field: "sha256".into(), message: "another key has the same secret".into() });
+            if self
+                .key_hashes
+                .get(&k.sha256)
+                .is_some_and(|other| other != &k.id)
+            {
+                return Err(ApplyError::Invalid {
+                    kind,
+                    id,
+                    field: "sha256".into(),
+                    message: "another key has the same secret".into(),
+                });
             }
         }
         if let Resource::Model(m) = res {
@@ -276,7 +325,11 @@ impl State {
                 path.push(node);
                 let mut full = vec![m.id.clone()];
                 full.extend(path.into_iter().skip(1));
-                return Err(ApplyError::Cycle { kind: Kind::Model, id: m.id.clone(), path: full });
+                return Err(ApplyError::Cycle {
+                    kind: Kind::Model,
+                    id: m.id.clone(),
+                    path: full,
+                });
             }
             if !done.insert(node.clone()) {
                 continue;
@@ -289,19 +342,39 @@ impl State {
         Ok(())
     }
 
-    fn put(&mut self, res: Resource, created_at_ms: u64, revision: u64, at_ms: u64, touched: &mut Vec<Change>) {
+    fn put(
+        &mut self,
+        res: Resource,
+        created_at_ms: u64,
+        revision: u64,
+        at_ms: u64,
+        touched: &mut Vec<Change>,
+    ) {
         let (kind, id) = (res.kind(), res.id().to_string());
         if let Resource::ApiKey(k) = &res {
             Arc::make_mut(&mut self.key_hashes).insert(k.sha256.clone(), k.id.clone());
         }
-        let stored = Stored { resource: res, created_at_ms, updated_at_ms: at_ms, revision };
+        let stored = Stored {
+            resource: res,
+            created_at_ms,
+            updated_at_ms: at_ms,
+            revision,
+        };
         Arc::make_mut(self.tables.entry(kind).or_default()).insert(id.clone(), stored);
         touched.push(Change::Resource(kind, id));
     }
 
-    fn delete(&mut self, kind: Kind, id: &str, touched: &mut Vec<Change>) -> Result<(), ApplyError> {
+    fn delete(
+        &mut self,
+        kind: Kind,
+        id: &str,
+        touched: &mut Vec<Change>,
+    ) -> Result<(), ApplyError> {
         if self.get(kind, id).is_none() {
-            return Err(ApplyError::NotFound { kind, id: id.to_string() });
+            return Err(ApplyError::NotFound {
+                kind,
+                id: id.to_string(),
+            });
         }
         let mut children = Vec::new();
         let mut used_by = Vec::new();
@@ -317,7 +390,11 @@ impl State {
             }
         }
         if !used_by.is_empty() {
-            return Err(ApplyError::InUse { kind, id: id.to_string(), used_by });
+            return Err(ApplyError::InUse {
+                kind,
+                id: id.to_string(),
+                used_by,
+            });
         }
         for (k, child) in children.into_iter().chain([(kind, id.to_string())]) {
             self.remove(k, &child);
@@ -327,8 +404,15 @@ impl State {
     }
 
     fn remove(&mut self, kind: Kind, id: &str) {
-        let removed = self.tables.get_mut(&kind).and_then(|t| Arc::make_mut(t).remove(id));
-        if let Some(Stored { resource: Resource::ApiKey(k), .. }) = removed {
+        let removed = self
+            .tables
+            .get_mut(&kind)
+            .and_then(|t| Arc::make_mut(t).remove(id));
+        if let Some(Stored {
+            resource: Resource::ApiKey(k),
+            ..
+        }) = removed
+        {
             Arc::make_mut(&mut self.key_hashes).remove(&k.sha256);
         }
     }
@@ -347,12 +431,19 @@ impl State {
     pub fn to_image(&self) -> StateImage {
         StateImage {
             cluster: self.cluster.clone(),
-            resources: self.tables.values().flat_map(|t| t.values().cloned()).collect(),
+            resources: self
+                .tables
+                .values()
+                .flat_map(|t| t.values().cloned())
+                .collect(),
         }
     }
 
     pub fn from_image(image: StateImage) -> State {
-        let mut state = State { cluster: image.cluster, ..State::default() };
+        let mut state = State {
+            cluster: image.cluster,
+            ..State::default()
+        };
         for stored in image.resources {
             state.load(stored);
         }
@@ -363,16 +454,27 @@ impl State {
 /// Fields that define where a resource belongs cannot change in place: delete and recreate.
 fn check_immutable(old: &Resource, new: &Resource) -> Result<(), ApplyError> {
     let moved = match (old, new) {
-        (Resource::Consumer(a), Resource::Consumer(b)) => (a.tenant != b.tenant).then_some("tenant"),
-        (Resource::ApiKey(a), Resource::ApiKey(b)) => {
-            (a.consumer != b.consumer || a.sha256 != b.sha256 || a.prefix != b.prefix).then_some("consumer/sha256/prefix")
+        (Resource::Consumer(a), Resource::Consumer(b)) => {
+            (a.tenant != b.tenant).then_some("tenant")
         }
-        (Resource::Permission(a), Resource::Permission(b)) => (a.consumer != b.consumer).then_some("consumer"),
-        (Resource::Upstream(a), Resource::Upstream(b)) => (a.tenant != b.tenant).then_some("tenant"),
+        (Resource::ApiKey(a), Resource::ApiKey(b)) => {
+            (a.consumer != b.consumer || a.sha256 != b.sha256 || a.prefix != b.prefix)
+                .then_some("consumer/sha256/prefix")
+        }
+        (Resource::Permission(a), Resource::Permission(b)) => {
+            (a.consumer != b.consumer).then_some("consumer")
+        }
+        (Resource::Upstream(a), Resource::Upstream(b)) => {
+            (a.tenant != b.tenant).then_some("tenant")
+        }
         (Resource::Route(a), Resource::Route(b)) => (a.tenant != b.tenant).then_some("tenant"),
         (Resource::Model(a), Resource::Model(b)) => (a.tenant != b.tenant).then_some("tenant"),
-        (Resource::PromptTemplate(a), Resource::PromptTemplate(b)) => (a.tenant != b.tenant).then_some("tenant"),
-        (Resource::QuotaPolicy(a), Resource::QuotaPolicy(b)) => (a.tenant != b.tenant).then_some("tenant"),
+        (Resource::PromptTemplate(a), Resource::PromptTemplate(b)) => {
+            (a.tenant != b.tenant).then_some("tenant")
+        }
+        (Resource::QuotaPolicy(a), Resource::QuotaPolicy(b)) => {
+            (a.tenant != b.tenant).then_some("tenant")
+        }
         _ => None,
     };
     match moved {

@@ -16,7 +16,9 @@ use crate::config::{ConfigHandle, ConfigSnapshot};
 use crate::db::{cf, sync_write, CF_SM, CF_SNAPSHOT};
 use crate::model::Kind;
 use crate::state::{Change, ClusterMeta, State, StateImage, Stored};
-use crate::types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 
 const KEY_APPLIED: &[u8] = b"m/applied";
 const KEY_CLUSTER: &[u8] = b"m/cluster";
@@ -31,12 +33,17 @@ struct StoredSnapshot {
 }
 
 fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageError::IO { source: StorageIOError::write_state_machine(openraft::AnyError::new(&e)) }
+    StorageError::IO {
+        source: StorageIOError::write_state_machine(openraft::AnyError::new(&e)),
+    }
 }
 
 fn snap_err(meta: Option<&SnapshotMeta>, e: impl std::error::Error + 'static) -> StorageError {
     StorageError::IO {
-        source: StorageIOError::read_snapshot(meta.map(|m| m.signature()), openraft::AnyError::new(&e)),
+        source: StorageIOError::read_snapshot(
+            meta.map(|m| m.signature()),
+            openraft::AnyError::new(&e),
+        ),
     }
 }
 
@@ -76,7 +83,9 @@ impl StateMachineStore {
             state.set_cluster(codec::decode::<Option<ClusterMeta>>(&bytes).map_err(sm_err)?);
         }
         let (last_applied, membership) = match db.get_cf(sm, KEY_APPLIED).map_err(sm_err)? {
-            Some(bytes) => codec::decode::<(Option<LogId>, StoredMembership)>(&bytes).map_err(sm_err)?,
+            Some(bytes) => {
+                codec::decode::<(Option<LogId>, StoredMembership)>(&bytes).map_err(sm_err)?
+            }
             None => (None, StoredMembership::default()),
         };
         let mut store = StateMachineStore {
@@ -103,11 +112,18 @@ impl StateMachineStore {
     }
 
     fn publish(&self) {
-        self.config.store(Arc::new(ConfigSnapshot::new(self.state.clone(), self.last_applied)));
+        self.config.store(Arc::new(ConfigSnapshot::new(
+            self.state.clone(),
+            self.last_applied,
+        )));
     }
 
     fn read_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
-        match self.db.get_cf(cf(&self.db, CF_SNAPSHOT), KEY_SNAPSHOT).map_err(|e| snap_err(None, e))? {
+        match self
+            .db
+            .get_cf(cf(&self.db, CF_SNAPSHOT), KEY_SNAPSHOT)
+            .map_err(|e| snap_err(None, e))?
+        {
             Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(|e| snap_err(None, e))?)),
             None => Ok(None),
         }
@@ -124,14 +140,29 @@ impl StateMachineStore {
         batch.delete_range_cf(sm, RESOURCE_PREFIX, &end);
         for kind in Kind::ALL {
             for stored in state.list(kind) {
-                batch.put_cf(sm, resource_key(kind, stored.resource.id()), codec::encode(stored).map_err(sm_err)?);
+                batch.put_cf(
+                    sm,
+                    resource_key(kind, stored.resource.id()),
+                    codec::encode(stored).map_err(sm_err)?,
+                );
             }
         }
-        batch.put_cf(sm, KEY_CLUSTER, codec::encode(&state.cluster().cloned()).map_err(sm_err)?);
+        batch.put_cf(
+            sm,
+            KEY_CLUSTER,
+            codec::encode(&state.cluster().cloned()).map_err(sm_err)?,
+        );
         let applied = (meta.last_log_id, meta.last_membership.clone());
         batch.put_cf(sm, KEY_APPLIED, codec::encode(&applied).map_err(sm_err)?);
-        let stored = StoredSnapshot { meta: meta.clone(), data: data.to_vec() };
-        batch.put_cf(cf(&self.db, CF_SNAPSHOT), KEY_SNAPSHOT, codec::encode(&stored).map_err(sm_err)?);
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.to_vec(),
+        };
+        batch.put_cf(
+            cf(&self.db, CF_SNAPSHOT),
+            KEY_SNAPSHOT,
+            codec::encode(&stored).map_err(sm_err)?,
+        );
         self.db.write_opt(batch, &sync_write()).map_err(sm_err)?;
         self.state = state;
         self.last_applied = meta.last_log_id;
@@ -157,11 +188,28 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, self.seq),
             None => format!("--{}", self.seq),
         };
-        let meta = SnapshotMeta { last_log_id: self.last_applied, last_membership: self.membership.clone(), snapshot_id };
-        let stored = StoredSnapshot { meta: meta.clone(), data };
+        let meta = SnapshotMeta {
+            last_log_id: self.last_applied,
+            last_membership: self.membership.clone(),
+            snapshot_id,
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
         let bytes = codec::encode(&stored).map_err(sm_err)?;
-        self.db.put_cf_opt(cf(&self.db, CF_SNAPSHOT), KEY_SNAPSHOT, bytes, &sync_write()).map_err(sm_err)?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+        self.db
+            .put_cf_opt(
+                cf(&self.db, CF_SNAPSHOT),
+                KEY_SNAPSHOT,
+                bytes,
+                &sync_write(),
+            )
+            .map_err(sm_err)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
     }
 }
 
@@ -205,15 +253,27 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for change in &changes {
             match change {
                 Change::Cluster => {
-                    batch.put_cf(sm, KEY_CLUSTER, codec::encode(&self.state.cluster().cloned()).map_err(sm_err)?);
+                    batch.put_cf(
+                        sm,
+                        KEY_CLUSTER,
+                        codec::encode(&self.state.cluster().cloned()).map_err(sm_err)?,
+                    );
                 }
                 Change::Resource(kind, id) => match self.state.get(*kind, id) {
-                    Some(stored) => batch.put_cf(sm, resource_key(*kind, id), codec::encode(stored).map_err(sm_err)?),
+                    Some(stored) => batch.put_cf(
+                        sm,
+                        resource_key(*kind, id),
+                        codec::encode(stored).map_err(sm_err)?,
+                    ),
                     None => batch.delete_cf(sm, resource_key(*kind, id)),
                 },
             }
         }
-        batch.put_cf(sm, KEY_APPLIED, codec::encode(&(self.last_applied, self.membership.clone())).map_err(sm_err)?);
+        batch.put_cf(
+            sm,
+            KEY_APPLIED,
+            codec::encode(&(self.last_applied, self.membership.clone())).map_err(sm_err)?,
+        );
         // Not fsynced: the log is durable, and a lost suffix is re-applied from it on restart.
         self.db.write(batch).map_err(sm_err)?;
         self.publish();
@@ -235,11 +295,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         self.install(meta, snapshot.get_ref())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(self.read_snapshot()?.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        Ok(self.read_snapshot()?.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
     }
 }

@@ -29,7 +29,10 @@ impl Ctx<'_> {
 
 /// Checks a resource's own fields; returns the first problem found.
 pub fn validate(res: &Resource) -> Result<(), ApplyError> {
-    let cx = Ctx { kind: res.kind(), id: res.id() };
+    let cx = Ctx {
+        kind: res.kind(),
+        id: res.id(),
+    };
     check_id(&cx, "id", res.id(), res.kind() == Kind::Model)?;
     match res {
         Resource::Tenant(t) => {
@@ -89,7 +92,11 @@ pub fn validate(res: &Resource) -> Result<(), ApplyError> {
                 }
             }
             if m.fallbacks.iter().any(|f| f == &m.id) {
-                return Err(ApplyError::Cycle { kind: Kind::Model, id: m.id.clone(), path: vec![m.id.clone(), m.id.clone()] });
+                return Err(ApplyError::Cycle {
+                    kind: Kind::Model,
+                    id: m.id.clone(),
+                    path: vec![m.id.clone(), m.id.clone()],
+                });
             }
             if m.timeout_ms == Some(0) {
                 return Err(cx.err("timeout_ms", "must be positive"));
@@ -127,7 +134,11 @@ pub fn validate(res: &Resource) -> Result<(), ApplyError> {
 
 /// Ids are URL-safe slugs; model names may also hold `/` and `:` (e.g. `meta/llama-3:8b`).
 fn check_id(cx: &Ctx, field: &str, id: &str, model_name: bool) -> Result<(), ApplyError> {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') || (model_name && matches!(c, '/' | ':'));
+    let ok_char = |c: char| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, '-' | '_' | '.')
+            || (model_name && matches!(c, '/' | ':'))
+    };
     if id.is_empty() || id.len() > MAX_ID_LEN {
         return Err(cx.err(field, format!("must be 1 to {MAX_ID_LEN} characters")));
     }
@@ -139,7 +150,9 @@ fn check_id(cx: &Ctx, field: &str, id: &str, model_name: bool) -> Result<(), App
 }
 
 fn opt_tenant(cx: &Ctx, tenant: &Option<String>) -> Result<(), ApplyError> {
-    tenant.as_deref().map_or(Ok(()), |t| check_id(cx, "tenant", t, false))
+    tenant
+        .as_deref()
+        .map_or(Ok(()), |t| check_id(cx, "tenant", t, false))
 }
 
 fn labels(cx: &Ctx, labels: &std::collections::BTreeMap<String, String>) -> Result<(), ApplyError> {
@@ -148,7 +161,10 @@ fn labels(cx: &Ctx, labels: &std::collections::BTreeMap<String, String>) -> Resu
     }
     for (k, v) in labels {
         if k.is_empty() || k.len() > 63 || v.len() > 256 {
-            return Err(cx.err("labels", format!("label '{k}': keys 1-63 and values up to 256 characters")));
+            return Err(cx.err(
+                "labels",
+                format!("label '{k}': keys 1-63 and values up to 256 characters"),
+            ));
         }
     }
     Ok(())
@@ -162,7 +178,11 @@ fn host_port(cx: &Ctx, field: &str, addr: &str) -> Result<(), ApplyError> {
     if port == 0 || host.is_empty() || host.len() > 253 {
         return Err(bad());
     }
-    if host.parse::<IpAddr>().is_err() && !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+    if host.parse::<IpAddr>().is_err()
+        && !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
         return Err(bad());
     }
     Ok(())
@@ -203,15 +223,25 @@ pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
     Some((addr, len))
 }
 
-const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
 
 fn route(cx: &Ctx, r: &Route) -> Result<(), ApplyError> {
     opt_tenant(cx, &r.tenant)?;
     let params = path_params(cx, &r.path)?;
     for host in &r.hosts {
         let h = host.strip_prefix("*.").unwrap_or(host);
-        if h.is_empty() || h.len() > 253 || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
-            return Err(cx.err("hosts", format!("'{host}' is not a host name or *.wildcard")));
+        if h.is_empty()
+            || h.len() > 253
+            || !h
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err(cx.err(
+                "hosts",
+                format!("'{host}' is not a host name or *.wildcard"),
+            ));
         }
     }
     for m in &r.methods {
@@ -247,20 +277,35 @@ fn path_params(cx: &Ctx, path: &str) -> Result<Vec<String>, ApplyError> {
             let name = seg
                 .strip_prefix('{')
                 .and_then(|s| s.strip_suffix('}'))
-                .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-                .ok_or_else(|| cx.err("path", format!("segment '{seg}': a parameter is a whole segment like {{name}}")))?;
+                .filter(|n| {
+                    !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+                .ok_or_else(|| {
+                    cx.err(
+                        "path",
+                        format!("segment '{seg}': a parameter is a whole segment like {{name}}"),
+                    )
+                })?;
             if names.iter().any(|n| n == name) {
                 return Err(cx.err("path", format!("parameter '{name}' appears twice")));
             }
             names.push(name.to_string());
-        } else if seg.chars().any(|c| c.is_whitespace() || c == '?' || c == '#') {
+        } else if seg
+            .chars()
+            .any(|c| c.is_whitespace() || c == '?' || c == '#')
+        {
             return Err(cx.err("path", format!("segment '{seg}' holds a space, '?' or '#'")));
         }
     }
     Ok(names)
 }
 
-fn policy(cx: &Ctx, p: &Policy, params: &[String], path_match: PathMatch) -> Result<(), ApplyError> {
+fn policy(
+    cx: &Ctx,
+    p: &Policy,
+    params: &[String],
+    path_match: PathMatch,
+) -> Result<(), ApplyError> {
     match p {
         Policy::KeyAuth(k) => {
             if let Some(h) = &k.header {
@@ -273,12 +318,21 @@ fn policy(cx: &Ctx, p: &Policy, params: &[String], path_match: PathMatch) -> Res
         Policy::IpRestriction(ip) => {
             for c in ip.allow.iter().chain(&ip.deny) {
                 if parse_cidr(c).is_none() {
-                    return Err(cx.err("policies.ip_restriction", format!("'{c}' is not an IP address or CIDR")));
+                    return Err(cx.err(
+                        "policies.ip_restriction",
+                        format!("'{c}' is not an IP address or CIDR"),
+                    ));
                 }
             }
         }
         Policy::Headers(h) => {
-            for name in h.request_add.keys().chain(&h.request_remove).chain(h.response_add.keys()).chain(&h.response_remove) {
+            for name in h
+                .request_add
+                .keys()
+                .chain(&h.request_remove)
+                .chain(h.response_add.keys())
+                .chain(&h.response_remove)
+            {
                 header_name(cx, "policies.headers", name)?;
             }
         }
@@ -300,7 +354,10 @@ fn policy(cx: &Ctx, p: &Policy, params: &[String], path_match: PathMatch) -> Res
                 for seg in t.split('/') {
                     if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                         if !params.iter().any(|p| p == name) {
-                            return Err(cx.err("policies.rewrite.template", format!("'{{{name}}}' is not a parameter of the route path")));
+                            return Err(cx.err(
+                                "policies.rewrite.template",
+                                format!("'{{{name}}}' is not a parameter of the route path"),
+                            ));
                         }
                     }
                 }
@@ -318,10 +375,15 @@ fn template(cx: &Ctx, p: &PromptTemplate) -> Result<(), ApplyError> {
     let mut rest = p.template.as_str();
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| cx.err("template", "'{{' without a closing '}}'"))?;
+        let end = after
+            .find("}}")
+            .ok_or_else(|| cx.err("template", "'{{' without a closing '}}'"))?;
         let name = after[..end].trim();
         if !p.variables.iter().any(|v| v == name) {
-            return Err(cx.err("template", format!("variable '{name}' is not declared in variables")));
+            return Err(cx.err(
+                "template",
+                format!("variable '{name}' is not declared in variables"),
+            ));
         }
         rest = &after[end + 2..];
     }

@@ -10,10 +10,19 @@ use raftgate_store::types::Entry;
 use raftgate_store::{Command, Op};
 
 fn tenant_entry(index: u64, id: &str) -> Entry {
-    let op = Op::Create(Resource::Tenant(Tenant { id: id.into(), name: String::new(), description: String::new(), labels: Default::default() }));
+    let op = Op::Create(Resource::Tenant(Tenant {
+        id: id.into(),
+        name: String::new(),
+        description: String::new(),
+        labels: Default::default(),
+    }));
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Command { at_ms: 5, actor: "t".into(), op }),
+        payload: EntryPayload::Normal(Command {
+            at_ms: 5,
+            actor: "t".into(),
+            op,
+        }),
     }
 }
 
@@ -22,10 +31,16 @@ async fn state_survives_reopen_and_is_published() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let mut s = raftgate_store::open(dir.path()).expect("open");
-        let replies = s.sm.apply((1..=3).map(|i| tenant_entry(i, &format!("t{i}")))).await.expect("apply");
+        let replies =
+            s.sm.apply((1..=3).map(|i| tenant_entry(i, &format!("t{i}"))))
+                .await
+                .expect("apply");
         assert!(replies.iter().all(|r| r.result.is_ok()));
         let dup = s.sm.apply([tenant_entry(4, "t1")]).await.expect("apply");
-        assert!(dup[0].result.is_err(), "duplicate create must be rejected by apply");
+        assert!(
+            dup[0].result.is_err(),
+            "duplicate create must be rejected by apply"
+        );
         let cfg = s.config.load();
         assert_eq!(cfg.revision(), 4);
         assert_eq!(cfg.state.count(Kind::Tenant), 3);
@@ -42,8 +57,14 @@ async fn log_entries_survive_reopen_and_purge() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let mut s = raftgate_store::open(dir.path()).expect("open");
-        s.log.blocking_append((1..=10).map(|i| tenant_entry(i, "x"))).await.expect("append");
-        s.log.purge(LogId::new(CommittedLeaderId::new(1, 1), 4)).await.expect("purge");
+        s.log
+            .blocking_append((1..=10).map(|i| tenant_entry(i, "x")))
+            .await
+            .expect("append");
+        s.log
+            .purge(LogId::new(CommittedLeaderId::new(1, 1), 4))
+            .await
+            .expect("purge");
     }
     let mut s = raftgate_store::open(dir.path()).expect("reopen");
     let state = s.log.get_log_state().await.expect("state");
@@ -59,29 +80,55 @@ async fn snapshot_installs_on_another_node() {
     let a = tempfile::tempdir().expect("tempdir");
     let b = tempfile::tempdir().expect("tempdir");
     let mut src = raftgate_store::open(a.path()).expect("open a");
-    src.sm.apply((1..=5).map(|i| tenant_entry(i, &format!("t{i}")))).await.expect("apply");
-    let snap = src.sm.get_snapshot_builder().await.build_snapshot().await.expect("build");
+    src.sm
+        .apply((1..=5).map(|i| tenant_entry(i, &format!("t{i}"))))
+        .await
+        .expect("apply");
+    let snap = src
+        .sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build");
     assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(5));
 
     let mut dst = raftgate_store::open(b.path()).expect("open b");
-    dst.sm.apply([tenant_entry(1, "stale")]).await.expect("apply");
+    dst.sm
+        .apply([tenant_entry(1, "stale")])
+        .await
+        .expect("apply");
     let data = snap.snapshot.into_inner();
-    dst.sm.install_snapshot(&snap.meta, Box::new(Cursor::new(data.clone()))).await.expect("install");
+    dst.sm
+        .install_snapshot(&snap.meta, Box::new(Cursor::new(data.clone())))
+        .await
+        .expect("install");
     let cfg = dst.config.load();
     assert_eq!(cfg.state.count(Kind::Tenant), 5);
-    assert!(cfg.state.get(Kind::Tenant, "stale").is_none(), "install replaces, not merges");
+    assert!(
+        cfg.state.get(Kind::Tenant, "stale").is_none(),
+        "install replaces, not merges"
+    );
     drop(dst);
 
     // After a restart the installed state and the snapshot are both still there.
     let mut dst = raftgate_store::open(b.path()).expect("reopen b");
     assert_eq!(dst.config.load().state.count(Kind::Tenant), 5);
-    let current = dst.sm.get_current_snapshot().await.expect("read").expect("some snapshot");
+    let current = dst
+        .sm
+        .get_current_snapshot()
+        .await
+        .expect("read")
+        .expect("some snapshot");
     assert_eq!(current.meta.last_log_id.map(|l| l.index), Some(5));
 
     // Corrupt snapshot data is an error, not a panic, and changes nothing.
     let mut garbage = data;
     garbage.truncate(garbage.len() / 2);
-    let err = dst.sm.install_snapshot(&snap.meta, Box::new(Cursor::new(garbage))).await;
+    let err = dst
+        .sm
+        .install_snapshot(&snap.meta, Box::new(Cursor::new(garbage)))
+        .await;
     assert!(err.is_err());
     assert_eq!(dst.config.load().state.count(Kind::Tenant), 5);
 }

@@ -28,5 +28,7 @@ fn route_json_shape() {
     validate(&res).expect("valid route");
     let bad = serde_json::json!({"id": "x", "path": "/a", "methods": ["get"], "target": {"upstream": "echo"}});
     let res = Resource::from_json(Kind::Route, bad).expect("parses");
-    assert!(matches!(validate(&res), Err(ApplyError::Invalid { ref field, .. }) if field == "methods"));
+    assert!(
+        matches!(validate(&res), Err(ApplyError::Invalid { ref field, .. }) if field == "methods")
+    );
 }
