@@ -156,6 +156,20 @@ mod tests {
     }
 
     #[test]
+    fn shipped_examples_are_valid() {
+        for (n, text) in [
+            (1, include_str!("../../deploy/examples/node1.toml")),
+            (2, include_str!("../../deploy/examples/node2.toml")),
+            (3, include_str!("../../deploy/examples/node3.toml")),
+        ] {
+            let c: NodeConfig = toml::from_str(text).expect("example parses");
+            c.validate().expect("example valid");
+            assert_eq!(c.node_id, n);
+            assert_eq!(c.join.is_some(), n != 1);
+        }
+    }
+
+    #[test]
     fn validation_names_the_key() {
         let c = NodeConfig {
             raft_addr: "nope".into(),
