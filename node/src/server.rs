@@ -170,34 +170,51 @@ async fn watch_snapshots(raft: RaftNode, metrics: Arc<Metrics>) {
     }
 }
 
-/// Joins the cluster at `via` unless this node already belongs to one; retries until the
-/// cluster answers (the first nodes of a deployment often start together).
+/// Joins the cluster at `via` unless this node already belongs to it; retries while the
+/// cluster cannot answer (the first nodes of a deployment often start together). Returns
+/// an error when joining can never succeed: refused token, or a data dir that belongs to
+/// another cluster.
 pub async fn join_on_first_start(
     state: AppState,
     via: String,
     token: Option<String>,
     learner: bool,
-) {
-    if state.config.load().state.cluster().is_some() || state.raft.is_initialized() {
-        tracing::info!("already a cluster member; ignoring --join");
-        return;
-    }
+) -> anyhow::Result<()> {
     let Some(token) = token else {
-        tracing::error!("--join needs an admin token of the cluster (RAFTGATE_TOKEN)");
-        return;
+        anyhow::bail!(
+            "--join needs an admin token of the cluster to join (--token or RAFTGATE_TOKEN)"
+        );
     };
+    let member = state.config.load().state.cluster().is_some();
     let mut pause = Duration::from_millis(500);
     loop {
-        match admin::cluster::join_cluster(&state, &via, &token, learner).await {
-            Ok(_) => return,
-            Err(e) if e.status.is_client_error() && e.status.as_u16() != 409 => {
-                tracing::error!(code = e.code, message = %e.message, "join refused; not retrying");
-                return;
+        let attempt = if member {
+            admin::cluster::check_same_cluster(&state, via.trim_end_matches('/'), &token)
+                .await
+                .map(|_| ())
+        } else {
+            admin::cluster::join_cluster(&state, &via, &token, learner)
+                .await
+                .map(|_| ())
+        };
+        match attempt {
+            Ok(()) if member => {
+                tracing::info!(
+                    "already a member of the cluster at {via}; --join has nothing to do"
+                );
+                return Ok(());
             }
-            Err(e) => tracing::warn!(code = e.code, message = %e.message, "join failed; retrying"),
-        }
-        if state.config.load().state.cluster().is_some() {
-            return;
+            Ok(()) => return Ok(()),
+            Err(e) if e.status.is_client_error() => {
+                anyhow::bail!(
+                    "cannot join the cluster at {via}: {} ({})",
+                    e.message,
+                    e.code
+                )
+            }
+            Err(e) => {
+                tracing::warn!(code = e.code, message = %e.message, "join attempt failed; retrying")
+            }
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(10));
@@ -209,8 +226,13 @@ impl Running {
     pub async fn shutdown(self) {
         self.stop.send_replace(true);
         self.state.raft.shutdown().await;
+        // One deadline for all listeners to drain; whatever is left is cut off.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
         for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            let abort = t.abort_handle();
+            if tokio::time::timeout_at(deadline, t).await.is_err() {
+                abort.abort();
+            }
         }
     }
 }
@@ -218,18 +240,26 @@ impl Running {
 /// `raftgate serve`: runs until SIGINT or SIGTERM.
 pub async fn serve(cfg: NodeConfig, token: Option<String>) -> anyhow::Result<()> {
     let running = start(&cfg).await?;
-    if let Some(via) = cfg.join.clone() {
-        tokio::spawn(join_on_first_start(
-            running.state.clone(),
-            via,
-            token,
-            false,
-        ));
-    }
-    shutdown_signal().await;
+    let join = async {
+        match cfg.join.clone() {
+            Some(via) => join_on_first_start(running.state.clone(), via, token, false).await,
+            None => Ok(()),
+        }
+    };
+    // A join that can never succeed stops the node with an error; otherwise run until a signal.
+    let outcome = tokio::select! {
+        _ = shutdown_signal() => Ok(()),
+        joined = join => match joined {
+            Ok(()) => {
+                shutdown_signal().await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+    };
     tracing::info!("shutting down");
     running.shutdown().await;
-    Ok(())
+    outcome
 }
 
 pub async fn shutdown_signal() {

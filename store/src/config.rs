@@ -25,8 +25,9 @@ impl ConfigSnapshot {
         ConfigSnapshot { state, applied }
     }
 
-    /// Log index of the last applied entry (0 before the first).
-    pub fn revision(&self) -> u64 {
+    /// Log index of the last applied entry (0 before the first). Moves with every entry;
+    /// [`crate::state::State::revision`] moves only when the configuration changed.
+    pub fn applied_index(&self) -> u64 {
         self.applied.map_or(0, |l| l.index)
     }
 }

@@ -40,6 +40,9 @@ pub enum Change {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
     cluster: Option<ClusterMeta>,
+    /// Log index of the last command that changed something (rejected commands, blank
+    /// and membership entries leave it alone), like etcd's store revision.
+    revision: u64,
     /// Copy-on-write per kind: cloning a `State` to publish it costs a few `Arc` bumps.
     tables: BTreeMap<Kind, Arc<BTreeMap<String, Stored>>>,
     /// Derived: API key SHA-256 → key id. Rebuilt on load, kept in step by apply.
@@ -50,6 +53,7 @@ pub struct State {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StateImage {
     pub cluster: Option<ClusterMeta>,
+    pub revision: u64,
     pub resources: Vec<Stored>,
 }
 
@@ -196,6 +200,9 @@ impl State {
                 Change::Cluster => None,
             })
             .collect();
+        if !touched.is_empty() {
+            self.revision = revision;
+        }
         changes.extend(touched);
         Ok(Applied { revision, changed })
     }
@@ -424,13 +431,25 @@ impl State {
         self.put(stored.resource, created, rev, at, &mut ignored);
     }
 
-    pub fn set_cluster(&mut self, meta: Option<ClusterMeta>) {
-        self.cluster = meta;
+    /// Log index of the last entry that changed the state (0 for none).
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The non-resource part of the state, as the storage layer persists it.
+    pub fn meta(&self) -> (Option<ClusterMeta>, u64) {
+        (self.cluster.clone(), self.revision)
+    }
+
+    pub fn set_meta(&mut self, (cluster, revision): (Option<ClusterMeta>, u64)) {
+        self.cluster = cluster;
+        self.revision = revision;
     }
 
     pub fn to_image(&self) -> StateImage {
         StateImage {
             cluster: self.cluster.clone(),
+            revision: self.revision,
             resources: self
                 .tables
                 .values()
@@ -442,6 +461,7 @@ impl State {
     pub fn from_image(image: StateImage) -> State {
         let mut state = State {
             cluster: image.cluster,
+            revision: image.revision,
             ..State::default()
         };
         for stored in image.resources {

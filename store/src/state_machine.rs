@@ -21,7 +21,8 @@ use crate::types::{
 };
 
 const KEY_APPLIED: &[u8] = b"m/applied";
-const KEY_CLUSTER: &[u8] = b"m/cluster";
+/// Cluster identity and the state revision: `(Option<ClusterMeta>, u64)`.
+const KEY_META: &[u8] = b"m/meta";
 const KEY_SNAPSHOT: &[u8] = b"current";
 const RESOURCE_PREFIX: &[u8] = b"r/";
 
@@ -79,8 +80,8 @@ impl StateMachineStore {
             }
             state.load(codec::decode::<Stored>(&value).map_err(sm_err)?);
         }
-        if let Some(bytes) = db.get_cf(sm, KEY_CLUSTER).map_err(sm_err)? {
-            state.set_cluster(codec::decode::<Option<ClusterMeta>>(&bytes).map_err(sm_err)?);
+        if let Some(bytes) = db.get_cf(sm, KEY_META).map_err(sm_err)? {
+            state.set_meta(codec::decode::<(Option<ClusterMeta>, u64)>(&bytes).map_err(sm_err)?);
         }
         let (last_applied, membership) = match db.get_cf(sm, KEY_APPLIED).map_err(sm_err)? {
             Some(bytes) => {
@@ -147,11 +148,7 @@ impl StateMachineStore {
                 );
             }
         }
-        batch.put_cf(
-            sm,
-            KEY_CLUSTER,
-            codec::encode(&state.cluster().cloned()).map_err(sm_err)?,
-        );
+        batch.put_cf(sm, KEY_META, codec::encode(&state.meta()).map_err(sm_err)?);
         let applied = (meta.last_log_id, meta.last_membership.clone());
         batch.put_cf(sm, KEY_APPLIED, codec::encode(&applied).map_err(sm_err)?);
         let stored = StoredSnapshot {
@@ -252,13 +249,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         changes.dedup();
         for change in &changes {
             match change {
-                Change::Cluster => {
-                    batch.put_cf(
-                        sm,
-                        KEY_CLUSTER,
-                        codec::encode(&self.state.cluster().cloned()).map_err(sm_err)?,
-                    );
-                }
+                // Written below with the revision.
+                Change::Cluster => {}
                 Change::Resource(kind, id) => match self.state.get(*kind, id) {
                     Some(stored) => batch.put_cf(
                         sm,
@@ -268,6 +260,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     None => batch.delete_cf(sm, resource_key(*kind, id)),
                 },
             }
+        }
+        if !changes.is_empty() {
+            batch.put_cf(
+                sm,
+                KEY_META,
+                codec::encode(&self.state.meta()).map_err(sm_err)?,
+            );
         }
         batch.put_cf(
             sm,

@@ -42,13 +42,19 @@ async fn state_survives_reopen_and_is_published() {
             "duplicate create must be rejected by apply"
         );
         let cfg = s.config.load();
-        assert_eq!(cfg.revision(), 4);
+        assert_eq!(cfg.applied_index(), 4);
+        assert_eq!(
+            cfg.state.revision(),
+            3,
+            "a rejected command does not move the revision"
+        );
         assert_eq!(cfg.state.count(Kind::Tenant), 3);
     }
     let mut s = raftgate_store::open(dir.path()).expect("reopen");
     let (applied, _) = s.sm.applied_state().await.expect("applied");
     assert_eq!(applied.map(|l| l.index), Some(4));
     assert_eq!(s.config.load().state.count(Kind::Tenant), 3);
+    assert_eq!(s.config.load().state.revision(), 3);
     assert!(s.config.load().state.get(Kind::Tenant, "t2").is_some());
 }
 

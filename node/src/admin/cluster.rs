@@ -84,14 +84,13 @@ pub async fn join(
     Ok(Json(joined))
 }
 
-/// The join procedure, shared by the endpoint and `serve --join`.
-pub async fn join_cluster(
+/// Asks the node at `via` for its cluster id and refuses when this node's data dir
+/// belongs to another cluster (or this node leads a cluster of its own).
+pub async fn check_same_cluster(
     state: &AppState,
     via: &str,
     token: &str,
-    learner: bool,
-) -> Result<Value, ApiError> {
-    let via = via.trim_end_matches('/');
+) -> Result<String, ApiError> {
     let remote = call(
         state,
         reqwest::Method::GET,
@@ -113,27 +112,32 @@ pub async fn join_cluster(
     }
     let cfg = state.config.load();
     match cfg.state.cluster() {
-        Some(mine) if mine.cluster_id != theirs => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "cluster_mismatch",
-                format!(
-                    "this node's data dir belongs to cluster {}, but {via} is in cluster {theirs}; stop the node and wipe its data dir to join",
-                    mine.cluster_id
-                ),
-            ));
-        }
-        None if state.raft.is_initialized()
-            && state.raft.current_leader() == Some(state.raft.id()) =>
-        {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "already_initialized",
-                "this node leads a cluster of its own",
-            ));
-        }
-        _ => {}
+        Some(mine) if mine.cluster_id != theirs => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cluster_mismatch",
+            format!(
+                "this node's data dir belongs to cluster {}, but {via} is in cluster {theirs}; stop the node and wipe its data dir to join",
+                mine.cluster_id
+            ),
+        )),
+        None if state.raft.is_initialized() && state.raft.current_leader() == Some(state.raft.id()) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_initialized",
+            "this node leads a cluster of its own",
+        )),
+        _ => Ok(theirs),
     }
+}
+
+/// The join procedure, shared by the endpoint and `serve --join`.
+pub async fn join_cluster(
+    state: &AppState,
+    via: &str,
+    token: &str,
+    learner: bool,
+) -> Result<Value, ApiError> {
+    let via = via.trim_end_matches('/');
+    let theirs = check_same_cluster(state, via, token).await?;
     let me = state.raft.me().clone();
     let body = json!({
         "node_id": state.raft.id(),

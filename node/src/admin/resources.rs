@@ -104,7 +104,9 @@ pub async fn list(
         .filter(|s| claims.can_read(cfg.state.owner_tenant(&s.resource).as_deref()))
         .map(item_json)
         .collect();
-    Ok(Json(json!({"items": items, "revision": cfg.revision()})))
+    Ok(Json(
+        json!({"items": items, "revision": cfg.state.revision()}),
+    ))
 }
 
 pub async fn get(

@@ -113,6 +113,7 @@ fn rejected(state: &mut State, op: Op) -> ApplyError {
         .apply(99, &cmd(op), &mut changes)
         .expect_err("command should be rejected");
     assert_eq!(*state, before, "a rejected command changed the state");
+    assert_eq!(state.revision(), before.revision());
     assert!(changes.is_empty());
     err
 }
@@ -138,6 +139,7 @@ fn create_get_update_delete() {
     let mut s = base();
     let stored = s.get(Kind::Route, "r1").expect("route stored");
     assert_eq!(stored.revision, 4);
+    assert_eq!(s.revision(), 4);
     assert_eq!(stored.created_at_ms, 1_700_000_000_000);
 
     let mut updated = route("r1", None, "echo");
