@@ -1,0 +1,160 @@
+//! One lazily connected gRPC channel per peer address, shared by every RPC to that peer.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use raftgate_proto::cluster_service_client::ClusterServiceClient;
+use raftgate_proto::raft_service_client::RaftServiceClient;
+use raftgate_proto::MAX_MESSAGE_BYTES;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::error::{CallError, RaftGateError};
+use crate::NodeId;
+
+/// Channel cache keyed by `host:port`.
+///
+/// A tonic `Channel` multiplexes concurrent calls over one HTTP/2 connection and
+/// reconnects by itself after failures, so one per address is all we need.
+#[derive(Clone)]
+pub(crate) struct Peers {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    connect_timeout: Duration,
+}
+
+impl Peers {
+    pub(crate) fn new(connect_timeout: Duration) -> Peers {
+        Peers {
+            channels: Arc::default(),
+            connect_timeout,
+        }
+    }
+
+    /// The channel to `addr`, created on first use. It connects when the first RPC is sent.
+    pub(crate) fn channel(&self, addr: &str) -> Result<Channel, RaftGateError> {
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(ch) = channels.get(addr) {
+            return Ok(ch.clone());
+        }
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| RaftGateError::Invalid(format!("bad peer address '{addr}': {e}")))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            // Detect a silently dead peer (crash without FIN, partition) on idle connections.
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true);
+        let ch = endpoint.connect_lazy();
+        channels.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    pub(crate) fn raft_client(
+        &self,
+        addr: &str,
+    ) -> Result<RaftServiceClient<Channel>, RaftGateError> {
+        Ok(RaftServiceClient::new(self.channel(addr)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    pub(crate) fn cluster_client(
+        &self,
+        addr: &str,
+    ) -> Result<ClusterServiceClient<Channel>, RaftGateError> {
+        Ok(ClusterServiceClient::new(self.channel(addr)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+}
+
+/// True when the call failed while connecting, i.e. the peer never saw the request.
+pub(crate) fn never_sent(status: &Status) -> bool {
+    let mut source = status.source();
+    while let Some(err) = source {
+        if err.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// True for failures that say "the peer is not there (right now)" rather than "it said no".
+pub(crate) fn is_unreachable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+    )
+}
+
+/// Classifies a failed ClusterService call to `node`.
+pub(crate) fn call_error(node: NodeId, status: &Status) -> CallError {
+    let reason = format!("{}: {}", status.code(), status.message());
+    if never_sent(status) {
+        CallError::NotSent(RaftGateError::Unreachable { node, reason })
+    } else if status.code() == Code::DeadlineExceeded {
+        CallError::Failed(RaftGateError::Timeout(format!(
+            "call to node {node}: {reason}"
+        )))
+    } else if is_unreachable(status) {
+        CallError::Failed(RaftGateError::Unreachable { node, reason })
+    } else {
+        CallError::Failed(RaftGateError::Internal(format!(
+            "node {node} answered {reason}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refused_connection_is_classified_as_never_sent() {
+        // Bind then drop a listener to get a port with nobody behind it.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+
+        let peers = Peers::new(Duration::from_millis(500));
+        let mut client = peers.cluster_client(&addr).unwrap();
+        let status = client
+            .node_status(raftgate_proto::NodeStatusRequest {})
+            .await
+            .unwrap_err();
+        assert!(never_sent(&status), "{status:?}");
+        assert!(matches!(
+            call_error(7, &status),
+            CallError::NotSent(RaftGateError::Unreachable { node: 7, .. })
+        ));
+        // Same address, same channel.
+        assert!(peers.channel(&addr).is_ok());
+        assert_eq!(peers.channels.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bad_address_is_an_error() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let peers = Peers::new(Duration::from_millis(100));
+            assert!(matches!(
+                peers.channel("not a uri \n"),
+                Err(RaftGateError::Invalid(_))
+            ));
+        });
+    }
+}
