@@ -1,8 +1,9 @@
 //! The replicated state and its deterministic apply: pure logic, no I/O, so it is
 //! unit-tested without a disk. The RocksDB state machine persists what apply changed.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+
+use im::{HashMap as PHashMap, OrdMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,10 +44,11 @@ pub struct State {
     /// Log index of the last command that changed something (rejected commands, blank
     /// and membership entries leave it alone), like etcd's store revision.
     revision: u64,
-    /// Copy-on-write per kind: cloning a `State` to publish it costs a few `Arc` bumps.
-    tables: BTreeMap<Kind, Arc<BTreeMap<String, Stored>>>,
+    /// Persistent maps (structural sharing): publishing a clone after every apply and
+    /// changing one resource both cost O(log n), however large a table grows.
+    tables: BTreeMap<Kind, OrdMap<String, Stored>>,
     /// Derived: API key SHA-256 → key id. Rebuilt on load, kept in step by apply.
-    key_hashes: Arc<HashMap<String, String>>,
+    key_hashes: PHashMap<String, String>,
 }
 
 /// The serialized form of [`State`] inside snapshots (derived indexes left out).
@@ -359,7 +361,7 @@ impl State {
     ) {
         let (kind, id) = (res.kind(), res.id().to_string());
         if let Resource::ApiKey(k) = &res {
-            Arc::make_mut(&mut self.key_hashes).insert(k.sha256.clone(), k.id.clone());
+            self.key_hashes.insert(k.sha256.clone(), k.id.clone());
         }
         let stored = Stored {
             resource: res,
@@ -367,7 +369,7 @@ impl State {
             updated_at_ms: at_ms,
             revision,
         };
-        Arc::make_mut(self.tables.entry(kind).or_default()).insert(id.clone(), stored);
+        self.tables.entry(kind).or_default().insert(id.clone(), stored);
         touched.push(Change::Resource(kind, id));
     }
 
@@ -414,13 +416,13 @@ impl State {
         let removed = self
             .tables
             .get_mut(&kind)
-            .and_then(|t| Arc::make_mut(t).remove(id));
+            .and_then(|t| t.remove(id));
         if let Some(Stored {
             resource: Resource::ApiKey(k),
             ..
         }) = removed
         {
-            Arc::make_mut(&mut self.key_hashes).remove(&k.sha256);
+            self.key_hashes.remove(&k.sha256);
         }
     }
 
