@@ -369,7 +369,10 @@ impl State {
             updated_at_ms: at_ms,
             revision,
         };
-        self.tables.entry(kind).or_default().insert(id.clone(), stored);
+        self.tables
+            .entry(kind)
+            .or_default()
+            .insert(id.clone(), stored);
         touched.push(Change::Resource(kind, id));
     }
 
@@ -413,10 +416,7 @@ impl State {
     }
 
     fn remove(&mut self, kind: Kind, id: &str) {
-        let removed = self
-            .tables
-            .get_mut(&kind)
-            .and_then(|t| t.remove(id));
+        let removed = self.tables.get_mut(&kind).and_then(|t| t.remove(id));
         if let Some(Stored {
             resource: Resource::ApiKey(k),
             ..
