@@ -98,12 +98,29 @@ pub(crate) fn is_unreachable(status: &Status) -> bool {
     )
 }
 
+/// True when the connection failed after the request was sent (tonic reports such
+/// failures as `Unknown` carrying the transport error).
+pub(crate) fn broke_in_flight(status: &Status) -> bool {
+    if status.code() != Code::Unknown {
+        return false;
+    }
+    let mut source = std::error::Error::source(status);
+    while let Some(err) = source {
+        if err.is::<tonic::transport::Error>() {
+            return true;
+        }
+        source = err.source();
+    }
+    status.message() == "transport error"
+}
+
 /// Classifies a failed ClusterService call to `node`.
 pub(crate) fn call_error(node: NodeId, status: &Status) -> CallError {
     let reason = format!("{}: {}", status.code(), status.message());
     if never_sent(status) {
         CallError::NotSent(RaftGateError::Unreachable { node, reason })
-    } else if status.code() == Code::DeadlineExceeded {
+    } else if status.code() == Code::DeadlineExceeded || broke_in_flight(status) {
+        // The request may have reached the peer: the outcome is unknown, not an error of it.
         CallError::Failed(RaftGateError::Timeout(format!(
             "call to node {node}: {reason}"
         )))

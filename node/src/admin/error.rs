@@ -79,9 +79,7 @@ impl From<RaftGateError> for ApiError {
             RaftGateError::AlreadyInitialized => {
                 ApiError::new(StatusCode::CONFLICT, "already_initialized", msg)
             }
-            RaftGateError::Unreachable { .. } => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "unreachable", msg)
-            }
+            RaftGateError::Unreachable { .. } => ApiError::unavailable("unreachable", msg),
             RaftGateError::Busy(_) => ApiError::unavailable("busy", msg),
             RaftGateError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
             RaftGateError::Invalid(_) => ApiError::bad_request("invalid_request", msg),
