@@ -72,12 +72,16 @@ fn parse_resource(kind: Kind, bytes: &[u8], path_id: Option<&str>) -> Result<Res
         .map_err(|e| ApiError::bad_request("invalid_resource", format!("invalid {kind}: {e}")))
 }
 
-/// Waits until the state is at least as new as the leader's commit when the read began.
-async fn read_barrier(
+/// The common start of every read: authenticate, resolve the collection, and for a
+/// consistent read wait until the state is as new as the leader's commit at that moment.
+async fn begin_read(
     state: &AppState,
+    collection: &str,
     params: &ReadParams,
     headers: &HeaderMap,
-) -> Result<(), ApiError> {
+) -> Result<(Claims, Kind), ApiError> {
+    let claims = state.authenticate(headers)?;
+    let kind = kind_of(collection)?;
     let header = headers
         .get("x-raftgate-consistent")
         .and_then(|v| v.to_str().ok())
@@ -85,7 +89,7 @@ async fn read_barrier(
     if params.consistent.unwrap_or(false) || header {
         state.raft.linearizable_barrier().await?;
     }
-    Ok(())
+    Ok((claims, kind))
 }
 
 pub async fn list(
@@ -94,9 +98,7 @@ pub async fn list(
     Query(params): Query<ReadParams>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let claims = state.authenticate(&headers)?;
-    let kind = kind_of(&collection)?;
-    read_barrier(&state, &params, &headers).await?;
+    let (claims, kind) = begin_read(&state, &collection, &params, &headers).await?;
     let cfg = state.config.load();
     let items: Vec<Value> = cfg
         .state
@@ -115,9 +117,7 @@ pub async fn get(
     Query(params): Query<ReadParams>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let claims = state.authenticate(&headers)?;
-    let kind = kind_of(&collection)?;
-    read_barrier(&state, &params, &headers).await?;
+    let (claims, kind) = begin_read(&state, &collection, &params, &headers).await?;
     let cfg = state.config.load();
     match cfg.state.get(kind, &id) {
         // Other tenants' resources look absent rather than forbidden: no existence leak.
