@@ -7,7 +7,9 @@ set -euo pipefail
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+# clang-sys needs libclang itself; libclang-cpp (present on some images) is not enough.
+if ! compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null \
+  && ! compgen -G '/usr/lib/*/libclang-[0-9]*.so*' >/dev/null; then
   need_apt+=(libclang-dev clang)
 fi
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
