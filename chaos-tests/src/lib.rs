@@ -5,7 +5,8 @@
 //! faults (kill -9, restart, wiping a data dir); [`client::AdminClient`] talks to the admin
 //! API; [`ledger::AckLedger`] remembers every acknowledged write so that "nothing
 //! acknowledged is lost" can be checked at the end; [`garbage`] throws junk at the Raft port;
-//! [`cli`] runs the `raftgate` CLI as a subprocess. The crate never links the node's crates.
+//! [`cli`] runs the `raftgate` CLI as a subprocess; [`upstream::TestUpstream`] is a real
+//! HTTP/1.1 + HTTP/2 backend for data-plane tests. The crate never links the node's crates.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -15,9 +16,11 @@ pub mod error;
 pub mod garbage;
 pub mod ledger;
 pub mod process;
+pub mod upstream;
 pub mod wait;
 
 pub use client::{AdminClient, AdminError, ClusterStatus, NodeStatus, Read};
 pub use cluster::{ClusterBuilder, LocalCluster};
 pub use error::{ChaosError, Result};
 pub use ledger::{AckLedger, AckedWrite, Writer, WriterStats};
+pub use upstream::{TestUpstream, UpstreamOptions};
