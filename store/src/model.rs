@@ -11,6 +11,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod policy;
+mod upstream;
+
+pub use policy::*;
+pub use upstream::*;
+
 /// The resource kinds, also the admin API's collection names.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
@@ -27,10 +33,13 @@ pub enum Kind {
     PromptTemplate,
     QuotaPolicy,
     Permission,
+    Service,
+    Subscription,
+    Certificate,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Tenant,
         Kind::Consumer,
         Kind::ApiKey,
@@ -41,6 +50,9 @@ impl Kind {
         Kind::PromptTemplate,
         Kind::QuotaPolicy,
         Kind::Permission,
+        Kind::Service,
+        Kind::Subscription,
+        Kind::Certificate,
     ];
 
     /// Singular name used in errors and in `{"kind": ...}`.
@@ -56,6 +68,9 @@ impl Kind {
             Kind::PromptTemplate => "prompt_template",
             Kind::QuotaPolicy => "quota_policy",
             Kind::Permission => "permission",
+            Kind::Service => "service",
+            Kind::Subscription => "subscription",
+            Kind::Certificate => "certificate",
         }
     }
 
@@ -72,6 +87,9 @@ impl Kind {
             Kind::PromptTemplate => "prompt_templates",
             Kind::QuotaPolicy => "quota_policies",
             Kind::Permission => "permissions",
+            Kind::Service => "services",
+            Kind::Subscription => "subscriptions",
+            Kind::Certificate => "certificates",
         }
     }
 
@@ -131,57 +149,6 @@ pub struct ApiKey {
     pub expires_at_ms: Option<u64>,
 }
 
-/// A pool of backend servers a route proxies to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Upstream {
-    pub id: String,
-    /// Owning tenant; `None` for a cluster-wide upstream usable by every tenant.
-    #[serde(default)]
-    pub tenant: Option<String>,
-    pub targets: Vec<Target>,
-    #[serde(default)]
-    pub scheme: Scheme,
-    #[serde(default)]
-    pub balancer: Balancer,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Target {
-    /// `host:port`.
-    pub address: String,
-    #[serde(default = "one")]
-    pub weight: u32,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Scheme {
-    #[default]
-    Http,
-    Https,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Balancer {
-    /// Smooth weighted round-robin (plain round-robin when all weights are equal).
-    #[default]
-    RoundRobin,
-    LeastConnections,
-    /// Consistent hashing on a request header, a cookie, or the client IP.
-    ConsistentHash(HashKey),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum HashKey {
-    Header(String),
-    Cookie(String),
-    ClientIp,
-}
-
 /// How a route's path pattern is compared with the request path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -200,6 +167,10 @@ pub struct Route {
     pub id: String,
     #[serde(default)]
     pub tenant: Option<String>,
+    /// The service this route belongs to; its lifecycle decides whether the route is
+    /// served, and consumers need an approved subscription to it.
+    #[serde(default)]
+    pub service: Option<String>,
     /// Host names; `*.example.com` matches one or more leading labels. Empty: any host.
     #[serde(default)]
     pub hosts: Vec<String>,
@@ -236,70 +207,6 @@ pub enum RouteTarget {
     Upstream(String),
     /// Serve with an LLM model by public name.
     Model(String),
-}
-
-/// A typed, validated policy attached to a route.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Policy {
-    KeyAuth(KeyAuth),
-    IpRestriction(IpRestriction),
-    Headers(HeaderRules),
-    BodyLimit(BodyLimit),
-    Rewrite(Rewrite),
-    /// Enforce a quota policy by id.
-    Quota(String),
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KeyAuth {
-    /// Extra header to read the key from (besides `Authorization: Bearer` and `x-api-key`).
-    #[serde(default)]
-    pub header: Option<String>,
-    /// Query parameter to read the key from.
-    #[serde(default)]
-    pub query: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IpRestriction {
-    /// CIDRs allowed; empty allows all that are not denied.
-    #[serde(default)]
-    pub allow: Vec<String>,
-    #[serde(default)]
-    pub deny: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HeaderRules {
-    #[serde(default)]
-    pub request_add: BTreeMap<String, String>,
-    #[serde(default)]
-    pub request_remove: Vec<String>,
-    #[serde(default)]
-    pub response_add: BTreeMap<String, String>,
-    #[serde(default)]
-    pub response_remove: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BodyLimit {
-    pub max_bytes: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Rewrite {
-    /// Remove the matched prefix.
-    StripPrefix,
-    /// Replace the matched prefix with this one.
-    ReplacePrefix(String),
-    /// Build the path from a template using `{param}` captures.
-    Template(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -450,6 +357,94 @@ pub enum PermissionTarget {
     Model(String),
 }
 
+/// A group of routes owned by a tenant, published through a lifecycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub id: String,
+    pub tenant: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Only `published` and `deprecated` services are routed.
+    #[serde(default)]
+    pub state: Lifecycle,
+    /// New subscriptions wait for a tenant admin of this service's tenant to approve them.
+    #[serde(default)]
+    pub approval_required: bool,
+    /// `public` services accept subscriptions from consumers of other tenants.
+    #[serde(default)]
+    pub visibility: Visibility,
+    /// Sent as the `Sunset` date (Unix ms) while the service is deprecated.
+    #[serde(default)]
+    pub sunset_at_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    #[default]
+    Draft,
+    Published,
+    Deprecated,
+    Retired,
+}
+
+impl Lifecycle {
+    /// Whether routes of a service in this state take traffic.
+    pub fn is_routable(self) -> bool {
+        matches!(self, Lifecycle::Published | Lifecycle::Deprecated)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    #[default]
+    Tenant,
+    Public,
+}
+
+/// A consumer's subscription to a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    pub id: String,
+    pub consumer: String,
+    pub service: String,
+    /// Set by the gateway: `approved` at once unless the service requires approval.
+    #[serde(default)]
+    pub state: SubscriptionState,
+    /// Why it was rejected or revoked, or anything the approver wants to say.
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionState {
+    #[default]
+    Pending,
+    Approved,
+    Rejected,
+    Revoked,
+}
+
+/// A TLS certificate for the data-plane listener, chosen by SNI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    pub id: String,
+    /// Server names it serves: exact, or `*.example.com` for one leading label.
+    pub snis: Vec<String>,
+    /// PEM chain, leaf first.
+    pub cert_pem: String,
+    /// PEM private key. Encrypted by the admin API before it enters the Raft log
+    /// (`enc:v1:...`); write-only: reads return it redacted.
+    pub key_pem: String,
+}
+
 /// Any resource, as carried by create/update commands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -464,6 +459,9 @@ pub enum Resource {
     PromptTemplate(PromptTemplate),
     QuotaPolicy(QuotaPolicy),
     Permission(Permission),
+    Service(Service),
+    Subscription(Subscription),
+    Certificate(Certificate),
 }
 
 macro_rules! each_resource {
@@ -479,6 +477,9 @@ macro_rules! each_resource {
             Resource::PromptTemplate($r) => $body,
             Resource::QuotaPolicy($r) => $body,
             Resource::Permission($r) => $body,
+            Resource::Service($r) => $body,
+            Resource::Subscription($r) => $body,
+            Resource::Certificate($r) => $body,
         }
     };
 }
@@ -496,6 +497,9 @@ impl Resource {
             Resource::PromptTemplate(_) => Kind::PromptTemplate,
             Resource::QuotaPolicy(_) => Kind::QuotaPolicy,
             Resource::Permission(_) => Kind::Permission,
+            Resource::Service(_) => Kind::Service,
+            Resource::Subscription(_) => Kind::Subscription,
+            Resource::Certificate(_) => Kind::Certificate,
         }
     }
 
@@ -517,16 +521,33 @@ impl Resource {
             Kind::PromptTemplate => Resource::PromptTemplate(v(body)?),
             Kind::QuotaPolicy => Resource::QuotaPolicy(v(body)?),
             Kind::Permission => Resource::Permission(v(body)?),
+            Kind::Service => Resource::Service(v(body)?),
+            Kind::Subscription => Resource::Subscription(v(body)?),
+            Kind::Certificate => Resource::Certificate(v(body)?),
         })
     }
 
     /// The resource as the admin API shows it: plain JSON, with secrets redacted.
     pub fn to_public_json(&self) -> serde_json::Value {
         let mut value = each_resource!(self, r => serde_json::to_value(r)).unwrap_or_default();
-        if let (Resource::Provider(p), Some(obj)) = (self, value.as_object_mut()) {
-            if p.api_key.is_some() {
-                obj.insert("api_key".into(), serde_json::Value::String(REDACTED.into()));
+        let redact = |v: &mut serde_json::Value, field: &str| {
+            if let Some(slot) = v.get_mut(field).filter(|s| !s.is_null()) {
+                *slot = serde_json::Value::String(REDACTED.into());
             }
+        };
+        match self {
+            Resource::Provider(_) => redact(&mut value, "api_key"),
+            Resource::Certificate(_) => redact(&mut value, "key_pem"),
+            Resource::Route(r) => {
+                for (i, p) in r.policies.iter().enumerate() {
+                    if let Policy::JwtAuth(_) = p {
+                        if let Some(jwt) = value.pointer_mut(&format!("/policies/{i}/jwt_auth")) {
+                            redact(jwt, "secret");
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
         value
     }

@@ -11,6 +11,8 @@ use crate::command::{Applied, ApplyError, Command, Op};
 use crate::model::*;
 use crate::validate::validate;
 
+use self::integrity::{check_immutable, is_child_of, refs};
+
 /// A resource with its bookkeeping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stored {
@@ -59,74 +61,6 @@ pub struct StateImage {
     pub resources: Vec<Stored>,
 }
 
-/// A reference from one resource to another, named by the field that holds it.
-struct Ref {
-    field: &'static str,
-    kind: Kind,
-    id: String,
-}
-
-fn refs(res: &Resource) -> Vec<Ref> {
-    let r = |field, kind, id: &String| Ref {
-        field,
-        kind,
-        id: id.clone(),
-    };
-    let tenant = |t: &Option<String>| {
-        t.iter()
-            .map(|t| r("tenant", Kind::Tenant, t))
-            .collect::<Vec<_>>()
-    };
-    match res {
-        Resource::Tenant(_) | Resource::Provider(_) => vec![],
-        Resource::Consumer(c) => vec![r("tenant", Kind::Tenant, &c.tenant)],
-        Resource::ApiKey(k) => vec![r("consumer", Kind::Consumer, &k.consumer)],
-        Resource::Upstream(u) => tenant(&u.tenant),
-        Resource::PromptTemplate(p) => tenant(&p.tenant),
-        Resource::QuotaPolicy(q) => tenant(&q.tenant),
-        Resource::Route(rt) => {
-            let mut v = tenant(&rt.tenant);
-            v.push(match &rt.target {
-                RouteTarget::Upstream(id) => r("target.upstream", Kind::Upstream, id),
-                RouteTarget::Model(id) => r("target.model", Kind::Model, id),
-            });
-            for p in &rt.policies {
-                if let Policy::Quota(id) = p {
-                    v.push(r("policies.quota", Kind::QuotaPolicy, id));
-                }
-            }
-            v
-        }
-        Resource::Model(m) => {
-            let mut v = tenant(&m.tenant);
-            v.extend(
-                m.deployments
-                    .iter()
-                    .map(|d| r("deployments.provider", Kind::Provider, &d.provider)),
-            );
-            v.extend(m.fallbacks.iter().map(|f| r("fallbacks", Kind::Model, f)));
-            v
-        }
-        Resource::Permission(p) => vec![
-            r("consumer", Kind::Consumer, &p.consumer),
-            match &p.target {
-                PermissionTarget::Route(id) => r("target.route", Kind::Route, id),
-                PermissionTarget::Model(id) => r("target.model", Kind::Model, id),
-            },
-        ],
-    }
-}
-
-/// Resources that belong to a parent and go with it when it is deleted.
-fn is_child_of(child: &Resource, kind: Kind, id: &str) -> bool {
-    kind == Kind::Consumer
-        && match child {
-            Resource::ApiKey(k) => k.consumer == id,
-            Resource::Permission(p) => p.consumer == id,
-            _ => false,
-        }
-}
-
 impl State {
     pub fn cluster(&self) -> Option<&ClusterMeta> {
         self.cluster.as_ref()
@@ -150,30 +84,6 @@ impl State {
         let id = self.key_hashes.get(sha256_hex)?;
         match &self.get(Kind::ApiKey, id)?.resource {
             Resource::ApiKey(k) => Some(k),
-            _ => None,
-        }
-    }
-
-    /// The tenant a resource belongs to, following consumer links for keys and permissions.
-    /// `None` means cluster-wide.
-    pub fn owner_tenant(&self, res: &Resource) -> Option<String> {
-        match res {
-            Resource::Tenant(t) => Some(t.id.clone()),
-            Resource::Consumer(c) => Some(c.tenant.clone()),
-            Resource::ApiKey(k) => self.consumer_tenant(&k.consumer),
-            Resource::Permission(p) => self.consumer_tenant(&p.consumer),
-            Resource::Upstream(u) => u.tenant.clone(),
-            Resource::Route(r) => r.tenant.clone(),
-            Resource::Model(m) => m.tenant.clone(),
-            Resource::PromptTemplate(p) => p.tenant.clone(),
-            Resource::QuotaPolicy(q) => q.tenant.clone(),
-            Resource::Provider(_) => None,
-        }
-    }
-
-    fn consumer_tenant(&self, consumer: &str) -> Option<String> {
-        match &self.get(Kind::Consumer, consumer)?.resource {
-            Resource::Consumer(c) => Some(c.tenant.clone()),
             _ => None,
         }
     }
@@ -260,92 +170,6 @@ impl State {
                 for op in ops {
                     self.apply_op(revision, at_ms, op, touched)?;
                 }
-            }
-        }
-        Ok(())
-    }
-
-    /// Cross-resource checks for a resource about to be written.
-    fn check_new(&self, res: &Resource) -> Result<(), ApplyError> {
-        let (kind, id) = (res.kind(), res.id().to_string());
-        let owner = self.owner_tenant(res);
-        for r in refs(res) {
-            let target = self
-                .get(r.kind, &r.id)
-                .ok_or_else(|| ApplyError::Dangling {
-                    kind,
-                    id: id.clone(),
-                    field: r.field.to_string(),
-                    target_kind: r.kind,
-                    target_id: r.id.clone(),
-                })?;
-            if r.kind == Kind::Tenant {
-                continue;
-            }
-            let target_owner = self.owner_tenant(&target.resource);
-            if target_owner.is_some() && target_owner != owner {
-                return Err(ApplyError::CrossTenant {
-                    kind,
-                    id,
-                    field: r.field.to_string(),
-                    target_kind: r.kind,
-                    target_id: r.id,
-                });
-            }
-        }
-        if let Resource::ApiKey(k) = res {
-            if self
-                .key_hashes
-                .get(&k.sha256)
-                .is_some_and(|other| other != &k.id)
-            {
-                return Err(ApplyError::Invalid {
-                    kind,
-                    id,
-                    field: "sha256".into(),
-                    message: "another key has the same secret".into(),
-                });
-            }
-        }
-        if let Resource::Model(m) = res {
-            self.check_fallback_cycle(m)?;
-        }
-        Ok(())
-    }
-
-    /// Walks fallback links from `m` (as if it were stored) looking for a way back to it.
-    fn check_fallback_cycle(&self, m: &Model) -> Result<(), ApplyError> {
-        let fallbacks = |id: &str| -> Vec<String> {
-            if id == m.id {
-                return m.fallbacks.clone();
-            }
-            match self.get(Kind::Model, id).map(|s| &s.resource) {
-                Some(Resource::Model(other)) => other.fallbacks.clone(),
-                _ => Vec::new(),
-            }
-        };
-        // Depth-first with an explicit path; the graph is small (models of one cluster).
-        let mut stack = vec![(m.id.clone(), 0usize)];
-        let mut path: Vec<String> = Vec::new();
-        let mut done = std::collections::HashSet::new();
-        while let Some((node, depth)) = stack.pop() {
-            path.truncate(depth);
-            if depth > 0 && node == m.id {
-                path.push(node);
-                let mut full = vec![m.id.clone()];
-                full.extend(path.into_iter().skip(1));
-                return Err(ApplyError::Cycle {
-                    kind: Kind::Model,
-                    id: m.id.clone(),
-                    path: full,
-                });
-            }
-            if !done.insert(node.clone()) {
-                continue;
-            }
-            path.push(node.clone());
-            for next in fallbacks(&node) {
-                stack.push((next, depth + 1));
             }
         }
         Ok(())
@@ -473,42 +297,6 @@ impl State {
     }
 }
 
-/// Fields that define where a resource belongs cannot change in place: delete and recreate.
-fn check_immutable(old: &Resource, new: &Resource) -> Result<(), ApplyError> {
-    let moved = match (old, new) {
-        (Resource::Consumer(a), Resource::Consumer(b)) => {
-            (a.tenant != b.tenant).then_some("tenant")
-        }
-        (Resource::ApiKey(a), Resource::ApiKey(b)) => {
-            (a.consumer != b.consumer || a.sha256 != b.sha256 || a.prefix != b.prefix)
-                .then_some("consumer/sha256/prefix")
-        }
-        (Resource::Permission(a), Resource::Permission(b)) => {
-            (a.consumer != b.consumer).then_some("consumer")
-        }
-        (Resource::Upstream(a), Resource::Upstream(b)) => {
-            (a.tenant != b.tenant).then_some("tenant")
-        }
-        (Resource::Route(a), Resource::Route(b)) => (a.tenant != b.tenant).then_some("tenant"),
-        (Resource::Model(a), Resource::Model(b)) => (a.tenant != b.tenant).then_some("tenant"),
-        (Resource::PromptTemplate(a), Resource::PromptTemplate(b)) => {
-            (a.tenant != b.tenant).then_some("tenant")
-        }
-        (Resource::QuotaPolicy(a), Resource::QuotaPolicy(b)) => {
-            (a.tenant != b.tenant).then_some("tenant")
-        }
-        _ => None,
-    };
-    match moved {
-        Some(field) => Err(ApplyError::Invalid {
-            kind: new.kind(),
-            id: new.id().to_string(),
-            field: field.to_string(),
-            message: "cannot be changed; delete and recreate the resource".into(),
-        }),
-        None => Ok(()),
-    }
-}
-
+mod integrity;
 #[cfg(test)]
 mod tests;

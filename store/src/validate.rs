@@ -1,6 +1,9 @@
 //! Field-level validation of resources: what can be checked without looking at other
 //! resources. Cross-resource rules (references, tenancy, cycles) live in `state`.
 
+mod policy;
+mod upstream;
+
 use std::net::IpAddr;
 
 use crate::command::ApplyError;
@@ -8,6 +11,14 @@ use crate::model::*;
 
 /// Longest id accepted for any resource.
 const MAX_ID_LEN: usize = 128;
+/// Longest human-readable `name` of a resource.
+const MAX_NAME_LEN: usize = 256;
+/// Longest `description` of a resource.
+const MAX_DESCRIPTION_LEN: usize = 4096;
+/// Longest subscription `note`.
+const MAX_NOTE_LEN: usize = 1024;
+/// Largest PEM document (certificate chain, key, CA bundle, public key).
+const MAX_PEM_LEN: usize = 64 * 1024;
 /// Compiled-regex size cap, so a hostile pattern cannot blow up memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
@@ -36,9 +47,13 @@ pub fn validate(res: &Resource) -> Result<(), ApplyError> {
     check_id(&cx, "id", res.id(), res.kind() == Kind::Model)?;
     match res {
         Resource::Tenant(t) => {
+            name_and_description(&cx, &t.name, &t.description)?;
             labels(&cx, &t.labels)?;
         }
-        Resource::Consumer(c) => check_id(&cx, "tenant", &c.tenant, false)?,
+        Resource::Consumer(c) => {
+            check_id(&cx, "tenant", &c.tenant, false)?;
+            name_and_description(&cx, &c.name, &c.description)?;
+        }
         Resource::ApiKey(k) => {
             check_id(&cx, "consumer", &k.consumer, false)?;
             if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -48,21 +63,7 @@ pub fn validate(res: &Resource) -> Result<(), ApplyError> {
                 return Err(cx.err("prefix", "at most 16 characters"));
             }
         }
-        Resource::Upstream(u) => {
-            opt_tenant(&cx, &u.tenant)?;
-            if u.targets.is_empty() {
-                return Err(cx.err("targets", "at least one target is required"));
-            }
-            for t in &u.targets {
-                host_port(&cx, "targets.address", &t.address)?;
-                if t.weight == 0 || t.weight > 10_000 {
-                    return Err(cx.err("targets.weight", "must be between 1 and 10000"));
-                }
-            }
-            if let Balancer::ConsistentHash(HashKey::Header(h) | HashKey::Cookie(h)) = &u.balancer {
-                header_name(&cx, "balancer", h)?;
-            }
-        }
+        Resource::Upstream(u) => upstream::upstream(&cx, u)?,
         Resource::Route(r) => route(&cx, r)?,
         Resource::Provider(p) => {
             match (&p.base_url, p.provider_type) {
@@ -128,8 +129,100 @@ pub fn validate(res: &Resource) -> Result<(), ApplyError> {
                 PermissionTarget::Model(id) => check_id(&cx, "target.model", id, true)?,
             }
         }
+        Resource::Service(s) => {
+            check_id(&cx, "tenant", &s.tenant, false)?;
+            name_and_description(&cx, &s.name, &s.description)?;
+            if s.sunset_at_ms == Some(0) {
+                return Err(cx.err("sunset_at_ms", "must be a Unix time in milliseconds"));
+            }
+        }
+        Resource::Subscription(s) => {
+            check_id(&cx, "consumer", &s.consumer, false)?;
+            check_id(&cx, "service", &s.service, false)?;
+            if s.note.len() > MAX_NOTE_LEN {
+                return Err(cx.err("note", format!("at most {MAX_NOTE_LEN} bytes")));
+            }
+        }
+        Resource::Certificate(c) => certificate(&cx, c)?,
     }
     Ok(())
+}
+
+fn certificate(cx: &Ctx, c: &Certificate) -> Result<(), ApplyError> {
+    if c.snis.is_empty() || c.snis.len() > 100 {
+        return Err(cx.err("snis", "must list 1 to 100 server names"));
+    }
+    for (i, sni) in c.snis.iter().enumerate() {
+        let name = sni.strip_prefix("*.").unwrap_or(sni);
+        if !is_dns_name(name) || name.parse::<IpAddr>().is_ok() {
+            return Err(cx.err(
+                "snis",
+                format!("'{sni}' is not a DNS name or *.wildcard (SNI never carries an IP)"),
+            ));
+        }
+        if sni.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(cx.err("snis", format!("'{sni}' must be lower case")));
+        }
+        if c.snis[..i].contains(sni) {
+            return Err(cx.err("snis", format!("'{sni}' is listed twice")));
+        }
+    }
+    pem_block(cx, "cert_pem", &c.cert_pem, &["CERTIFICATE"])?;
+    if c.key_pem.trim().is_empty() || c.key_pem.len() > MAX_PEM_LEN {
+        return Err(cx.err("key_pem", format!("must be 1 byte to {MAX_PEM_LEN} bytes")));
+    }
+    Ok(())
+}
+
+/// Checks that `pem` is of bounded size and holds a `-----BEGIN {label}-----` block for one
+/// of `labels`. Full parsing happens where the bytes are used (admin API, data plane).
+fn pem_block(cx: &Ctx, field: &str, pem: &str, labels: &[&str]) -> Result<(), ApplyError> {
+    if pem.len() > MAX_PEM_LEN {
+        return Err(cx.err(field, format!("at most {MAX_PEM_LEN} bytes")));
+    }
+    if labels
+        .iter()
+        .any(|l| pem.contains(&format!("-----BEGIN {l}-----")))
+    {
+        return Ok(());
+    }
+    let wanted: Vec<String> = labels.iter().map(|l| format!("BEGIN {l}")).collect();
+    Err(cx.err(
+        field,
+        format!(
+            "must be PEM with a '-----{}-----' block",
+            wanted.join("' or '-----")
+        ),
+    ))
+}
+
+fn name_and_description(cx: &Ctx, name: &str, description: &str) -> Result<(), ApplyError> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(cx.err("name", format!("at most {MAX_NAME_LEN} bytes")));
+    }
+    if description.len() > MAX_DESCRIPTION_LEN {
+        return Err(cx.err(
+            "description",
+            format!("at most {MAX_DESCRIPTION_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// A DNS host name (any case): dot-separated labels of 1-63 letters, digits and inner
+/// hyphens, 253 characters at most.
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// Ids are URL-safe slugs; model names may also hold `/` and `:` (e.g. `meta/llama-3:8b`).
@@ -260,10 +353,10 @@ fn route(cx: &Ctx, r: &Route) -> Result<(), ApplyError> {
         RouteTarget::Upstream(id) => check_id(cx, "target.upstream", id, false)?,
         RouteTarget::Model(id) => check_id(cx, "target.model", id, true)?,
     }
-    for p in &r.policies {
-        policy(cx, p, &params, r.path_match)?;
+    if let Some(service) = &r.service {
+        check_id(cx, "service", service, false)?;
     }
-    Ok(())
+    policy::policies(cx, &r.policies, &params, r.path_match)
 }
 
 /// Checks a route path and returns its `{param}` names.
@@ -298,74 +391,6 @@ fn path_params(cx: &Ctx, path: &str) -> Result<Vec<String>, ApplyError> {
         }
     }
     Ok(names)
-}
-
-fn policy(
-    cx: &Ctx,
-    p: &Policy,
-    params: &[String],
-    path_match: PathMatch,
-) -> Result<(), ApplyError> {
-    match p {
-        Policy::KeyAuth(k) => {
-            if let Some(h) = &k.header {
-                header_name(cx, "policies.key_auth.header", h)?;
-            }
-            if k.query.as_deref() == Some("") {
-                return Err(cx.err("policies.key_auth.query", "must not be empty"));
-            }
-        }
-        Policy::IpRestriction(ip) => {
-            for c in ip.allow.iter().chain(&ip.deny) {
-                if parse_cidr(c).is_none() {
-                    return Err(cx.err(
-                        "policies.ip_restriction",
-                        format!("'{c}' is not an IP address or CIDR"),
-                    ));
-                }
-            }
-        }
-        Policy::Headers(h) => {
-            for name in h
-                .request_add
-                .keys()
-                .chain(&h.request_remove)
-                .chain(h.response_add.keys())
-                .chain(&h.response_remove)
-            {
-                header_name(cx, "policies.headers", name)?;
-            }
-        }
-        Policy::BodyLimit(b) => {
-            if b.max_bytes == 0 {
-                return Err(cx.err("policies.body_limit.max_bytes", "must be positive"));
-            }
-        }
-        Policy::Rewrite(rw) => match rw {
-            Rewrite::StripPrefix if path_match == PathMatch::Exact => {
-                return Err(cx.err("policies.rewrite", "strip_prefix needs a prefix route"));
-            }
-            Rewrite::StripPrefix => {}
-            Rewrite::ReplacePrefix(to) | Rewrite::Template(to) if !to.starts_with('/') => {
-                return Err(cx.err("policies.rewrite", "the new path must start with '/'"));
-            }
-            Rewrite::ReplacePrefix(_) => {}
-            Rewrite::Template(t) => {
-                for seg in t.split('/') {
-                    if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                        if !params.iter().any(|p| p == name) {
-                            return Err(cx.err(
-                                "policies.rewrite.template",
-                                format!("'{{{name}}}' is not a parameter of the route path"),
-                            ));
-                        }
-                    }
-                }
-            }
-        },
-        Policy::Quota(id) => check_id(cx, "policies.quota", id, false)?,
-    }
-    Ok(())
 }
 
 fn template(cx: &Ctx, p: &PromptTemplate) -> Result<(), ApplyError> {

@@ -2,6 +2,8 @@ use super::*;
 use crate::codec;
 use crate::command::Command;
 
+mod services;
+
 fn cmd(op: Op) -> Command {
     Command {
         at_ms: 1_700_000_000_000,
@@ -39,6 +41,13 @@ fn upstream(id: &str, tenant: Option<&str>) -> Resource {
         }],
         scheme: Scheme::Http,
         balancer: Balancer::RoundRobin,
+        protocol: UpstreamProtocol::Http1,
+        preserve_host: false,
+        timeouts: Timeouts::default(),
+        retries: Retries::default(),
+        health_check: HealthCheck::default(),
+        circuit_breaker: None,
+        tls: UpstreamTls::default(),
     })
 }
 
@@ -46,6 +55,7 @@ fn route(id: &str, tenant: Option<&str>, upstream: &str) -> Resource {
     Resource::Route(Route {
         id: id.into(),
         tenant: tenant.map(Into::into),
+        service: None,
         hosts: vec!["*.example.com".into()],
         path: "/users/{id}".into(),
         path_match: PathMatch::Prefix,
