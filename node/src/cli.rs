@@ -169,6 +169,12 @@ pub struct ServeArgs {
     pub admin_addr: Option<String>,
     #[arg(long, env = "RAFTGATE_RAFT_ADDR")]
     pub raft_addr: Option<String>,
+    /// Data-plane TLS listener (off unless set).
+    #[arg(long, env = "RAFTGATE_HTTPS_ADDR")]
+    pub https_addr: Option<String>,
+    /// Data-plane access log: `-` for stdout or a file path.
+    #[arg(long, env = "RAFTGATE_ACCESS_LOG")]
+    pub access_log: Option<String>,
     #[arg(long, env = "RAFTGATE_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
     /// Admin URL of a member to join on first start (uses RAFTGATE_TOKEN).
@@ -178,6 +184,9 @@ pub struct ServeArgs {
     pub snapshot_logs: Option<u64>,
     #[arg(long, env = "RAFTGATE_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// File with the 32-byte key that encrypts secrets in the Raft log (same on every node).
+    #[arg(long, env = "RAFTGATE_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
     /// Token used by --join.
     #[arg(long, env = "RAFTGATE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -207,6 +216,15 @@ impl ServeArgs {
         }
         if self.join.is_some() {
             c.join = self.join.clone();
+        }
+        if self.https_addr.is_some() {
+            c.https_addr = self.https_addr.clone();
+        }
+        if self.access_log.is_some() {
+            c.access_log = self.access_log.clone();
+        }
+        if self.secret_key_file.is_some() {
+            c.secret_key_file = self.secret_key_file.clone();
         }
         c.validate()?;
         Ok(c)

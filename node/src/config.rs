@@ -15,6 +15,11 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Data-plane listener (REST and LLM traffic).
     pub http_addr: String,
+    /// Data-plane TLS listener (h2 and HTTP/1.1 by ALPN, certificates by SNI from the
+    /// replicated config); off when unset.
+    pub https_addr: Option<String>,
+    /// Data-plane access log: `-` for standard output or a file path; off when unset.
+    pub access_log: Option<String>,
     /// Admin API, health and metrics listener.
     pub admin_addr: String,
     /// Raft and node-to-node gRPC listener.
@@ -28,6 +33,10 @@ pub struct NodeConfig {
     pub snapshot_logs: u64,
     /// `tracing` filter, e.g. `info` or `raftgate=debug,openraft=info`.
     pub log_level: String,
+    /// File holding the 32-byte key that encrypts secrets (certificate keys) before they
+    /// enter the Raft log: 64 hex characters, base64, or raw. Every node of a cluster needs
+    /// the same key. `RAFTGATE_SECRET_KEY` may give the key itself instead.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -36,12 +45,15 @@ impl Default for NodeConfig {
             node_id: 1,
             data_dir: PathBuf::from("/var/lib/raftgate"),
             http_addr: "0.0.0.0:8080".into(),
+            https_addr: None,
+            access_log: None,
             admin_addr: "0.0.0.0:9080".into(),
             raft_addr: "0.0.0.0:7080".into(),
             advertise_host: None,
             join: None,
             snapshot_logs: 5000,
             log_level: "info".into(),
+            secret_key_file: None,
         }
     }
 }
@@ -83,6 +95,13 @@ impl NodeConfig {
             addr.parse::<SocketAddr>()
                 .map_err(|_| bad(key, format!("'{addr}' is not IP:PORT")))?;
         }
+        if let Some(a) = &self.https_addr {
+            a.parse::<SocketAddr>()
+                .map_err(|_| bad("https_addr", format!("'{a}' is not IP:PORT")))?;
+        }
+        if self.access_log.as_ref().is_some_and(|p| p.is_empty()) {
+            return Err(bad("access_log", "must be '-' or a file path when set"));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(bad("data_dir", "must not be empty"));
         }
@@ -104,6 +123,13 @@ impl NodeConfig {
         }
         if self.snapshot_logs == 0 {
             return Err(bad("snapshot_logs", "must be positive"));
+        }
+        if self
+            .secret_key_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(bad("secret_key_file", "must not be empty when set"));
         }
         Ok(())
     }

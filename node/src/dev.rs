@@ -20,12 +20,18 @@ use crate::server;
 
 const TOKEN_FILE: &str = "admin-token";
 const KEY_FILE: &str = "demo-api-key";
+/// The key that encrypts secrets in the Raft log, generated on first run.
+const SECRET_KEY_FILE: &str = "secret.key";
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if args.reset && args.data_dir.exists() {
         std::fs::remove_dir_all(&args.data_dir)
             .with_context(|| format!("removing {}", args.data_dir.display()))?;
     }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let secret_key = args.data_dir.join(SECRET_KEY_FILE);
+    crate::secrets::ensure_key_file(&secret_key)?;
     let cfg = NodeConfig {
         node_id: 1,
         data_dir: args.data_dir.clone(),
@@ -36,6 +42,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         join: None,
         snapshot_logs: 5000,
         log_level: "info".into(),
+        secret_key_file: Some(secret_key),
+        https_addr: None,
+        access_log: None,
     };
     cfg.validate()?;
     let echo = TcpListener::bind(&args.echo_addr)
@@ -56,7 +65,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let key = read_secret(&cfg.data_dir, KEY_FILE)
         .unwrap_or_else(|| "(see the demo-api-key file)".into());
     println!(
-        "\nRaftgate dev node is up (data in {dir}).\n\n  admin API   {admin}\n  data plane  http://{data}\n  echo        http://{echo_addr}  (the demo upstream)\n\n  export RAFTGATE_SERVER={admin}\n  export RAFTGATE_TOKEN={token}\n  demo API key: {key}\n\n  raftgate cluster status\n  raftgate get routes\n  curl -H \"authorization: Bearer $RAFTGATE_TOKEN\" {admin}/admin/v1/models\n\nCtrl-C stops the node; data stays for the next run (--reset starts over).",
+        "\nRaftgate dev node is up (data in {dir}).\n\n  admin API   {admin}\n  data plane  http://{data}\n  echo        http://{echo_addr}  (the demo upstream)\n\n  export RAFTGATE_SERVER={admin}\n  export RAFTGATE_TOKEN={token}\n  demo API key: {key}\n\n  curl -H \"authorization: Bearer {key}\" http://{data}/echo/hello   # through the gateway\n  raftgate cluster status\n  raftgate get routes\n  curl -H \"authorization: Bearer $RAFTGATE_TOKEN\" {admin}/admin/v1/models\n\nCtrl-C stops the node; data stays for the next run (--reset starts over).",
         dir = cfg.data_dir.display(),
         data = running.http_addr,
     );
@@ -113,8 +122,12 @@ async fn first_run(
             json!({"id": "echo", "targets": [{"address": echo}]}),
         ),
         (
+            "services",
+            json!({"id": "echo-svc", "tenant": "demo", "name": "Echo", "state": "published"}),
+        ),
+        (
             "routes",
-            json!({"id": "echo", "path": "/echo", "target": {"upstream": "echo"}, "policies": [{"key_auth": {}}]}),
+            json!({"id": "echo", "tenant": "demo", "service": "echo-svc", "path": "/echo", "target": {"upstream": "echo"}, "policies": [{"key_auth": {}}]}),
         ),
         ("providers", json!({"id": "mock", "type": "mock"})),
         (
@@ -122,8 +135,8 @@ async fn first_run(
             json!({"id": "demo-model", "deployments": [{"provider": "mock", "model": "mock-1"}]}),
         ),
         (
-            "permissions",
-            json!({"id": "demo-app-echo", "consumer": "demo-app", "target": {"route": "echo"}}),
+            "subscriptions",
+            json!({"id": "demo-app-echo", "consumer": "demo-app", "service": "echo-svc"}),
         ),
         (
             "permissions",

@@ -7,6 +7,8 @@ pub mod error;
 pub mod openapi;
 pub mod ops;
 pub mod resources;
+pub mod secret_fields;
+pub mod subscriptions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use raftgate_store::ConfigHandle;
 use self::auth::Claims;
 use self::error::ApiError;
 use crate::metrics::Metrics;
+use crate::secrets::SecretBox;
 
 /// Largest admin request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -33,6 +36,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// For calls to other nodes' admin APIs (join).
     pub http: reqwest::Client,
+    /// Encrypts secrets (certificate keys) before they are proposed; `None` when the node
+    /// has no secret key configured, and then such writes are refused.
+    pub secrets: Option<Arc<SecretBox>>,
 }
 
 impl AppState {
@@ -77,6 +83,9 @@ pub fn router(state: AppState) -> Router {
         .route("/tokens", post(cluster::create_token))
         .route("/openapi.json", get(openapi::document))
         .route("/consumers/{id}/keys", post(resources::create_key))
+        .route("/subscriptions/{id}/approve", post(subscriptions::approve))
+        .route("/subscriptions/{id}/reject", post(subscriptions::reject))
+        .route("/subscriptions/{id}/revoke", post(subscriptions::revoke))
         .route(
             "/{collection}",
             get(resources::list).post(resources::create),

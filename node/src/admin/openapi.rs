@@ -28,6 +28,9 @@ fn schema_name(kind: Kind) -> &'static str {
         Kind::PromptTemplate => "PromptTemplate",
         Kind::QuotaPolicy => "QuotaPolicy",
         Kind::Permission => "Permission",
+        Kind::Service => "Service",
+        Kind::Subscription => "Subscription",
+        Kind::Certificate => "Certificate",
     }
 }
 
@@ -76,6 +79,9 @@ pub fn build() -> OpenApi {
         .schema_from::<PromptTemplate>()
         .schema_from::<QuotaPolicy>()
         .schema_from::<Permission>()
+        .schema_from::<Service>()
+        .schema_from::<Subscription>()
+        .schema_from::<Certificate>()
         .security_scheme(
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
@@ -148,6 +154,38 @@ pub fn build() -> OpenApi {
         vec![HttpMethod::Post],
         key_op.build(),
     );
+    for (action, summary) in [
+        (
+            "approve",
+            "Approve a subscription (admin or the service's tenant-admin)",
+        ),
+        (
+            "reject",
+            "Reject a pending subscription (admin or the service's tenant-admin)",
+        ),
+        (
+            "revoke",
+            "Revoke a subscription (admin or a tenant-admin of either side)",
+        ),
+    ] {
+        let body = RequestBodyBuilder::new()
+            .description(Some(r#"optional {"note": "..."}"#))
+            .required(Some(Required::False))
+            .build();
+        let act = op(
+            summary.into(),
+            response("the subscription", Some("Subscription")),
+        )
+        .parameter(id_param())
+        .request_body(Some(body))
+        .response("404", response("not found", None))
+        .response("409", response("transition not allowed", None));
+        paths.add_path_operation(
+            format!("/admin/v1/subscriptions/{{id}}/{action}"),
+            vec![HttpMethod::Post],
+            act.build(),
+        );
+    }
     for (path, method, summary) in [
         ("/admin/v1/cluster", HttpMethod::Get, "Cluster status"),
         (
@@ -215,4 +253,37 @@ fn for_each_dependency(
     PromptTemplate::schemas(out);
     QuotaPolicy::schemas(out);
     Permission::schemas(out);
+    Service::schemas(out);
+    Subscription::schemas(out);
+    Certificate::schemas(out);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn new_collections_and_actions_are_documented() {
+        let doc = serde_json::to_value(super::build()).expect("serializes");
+        for path in [
+            "/admin/v1/services",
+            "/admin/v1/subscriptions/{id}",
+            "/admin/v1/certificates",
+            "/admin/v1/subscriptions/{id}/approve",
+            "/admin/v1/subscriptions/{id}/revoke",
+        ] {
+            assert!(doc["paths"][path].is_object(), "missing {path}");
+        }
+        for schema in [
+            "Service",
+            "Subscription",
+            "Certificate",
+            "JwtAuth",
+            "Cors",
+            "Timeouts",
+        ] {
+            assert!(
+                doc["components"]["schemas"][schema].is_object(),
+                "missing schema {schema}"
+            );
+        }
+    }
 }

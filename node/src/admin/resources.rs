@@ -5,16 +5,16 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use raftgate_store::model::{ApiKey, Kind, Resource, REDACTED};
-use raftgate_store::state::Stored;
+use raftgate_store::model::{ApiKey, Kind, Resource, Visibility};
+use raftgate_store::state::{State as Replicated, Stored};
 use raftgate_store::{Applied, Op};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use super::auth::Claims;
+use super::auth::{Claims, Role};
 use super::error::{parse_json, ApiError};
-use super::AppState;
+use super::{secret_fields, subscriptions, AppState};
 
 /// Query parameters of admin reads.
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +72,26 @@ fn parse_resource(kind: Kind, bytes: &[u8], path_id: Option<&str>) -> Result<Res
         .map_err(|e| ApiError::bad_request("invalid_resource", format!("invalid {kind}: {e}")))
 }
 
+/// May the caller see `res`? Whoever may read its owner's resources; besides, tenant
+/// admins see subscriptions to their tenant's services, and public services that are
+/// published or deprecated (to subscribe to them).
+pub fn can_read(st: &Replicated, claims: &Claims, res: &Resource) -> bool {
+    if claims.can_read(st.owner_tenant(res).as_deref()) {
+        return true;
+    }
+    match res {
+        Resource::Subscription(sub) => {
+            claims.can_read(subscriptions::service_tenant(st, &sub.service).as_deref())
+        }
+        Resource::Service(svc) => {
+            claims.role == Role::TenantAdmin
+                && svc.visibility == Visibility::Public
+                && svc.state.is_routable()
+        }
+        _ => false,
+    }
+}
+
 /// The common start of every read: authenticate, resolve the collection, and for a
 /// consistent read wait until the state is as new as the leader's commit at that moment.
 async fn begin_read(
@@ -103,7 +123,7 @@ pub async fn list(
     let items: Vec<Value> = cfg
         .state
         .list(kind)
-        .filter(|s| claims.can_read(cfg.state.owner_tenant(&s.resource).as_deref()))
+        .filter(|s| can_read(&cfg.state, &claims, &s.resource))
         .map(item_json)
         .collect();
     Ok(Json(
@@ -121,9 +141,7 @@ pub async fn get(
     let cfg = state.config.load();
     match cfg.state.get(kind, &id) {
         // Other tenants' resources look absent rather than forbidden: no existence leak.
-        Some(s) if claims.can_read(cfg.state.owner_tenant(&s.resource).as_deref()) => {
-            Ok(Json(item_json(s)))
-        }
+        Some(s) if can_read(&cfg.state, &claims, &s.resource) => Ok(Json(item_json(s))),
         _ => Err(ApiError::not_found(format!("{kind} '{id}' not found"))),
     }
 }
@@ -131,8 +149,11 @@ pub async fn get(
 /// Checks that the caller may write `res` as it would be owned after the write.
 fn authorize_write(state: &AppState, claims: &Claims, res: &Resource) -> Result<(), ApiError> {
     let cfg = state.config.load();
-    if claims.role == super::auth::Role::TenantAdmin
-        && matches!(res.kind(), Kind::Tenant | Kind::Provider)
+    if claims.role == Role::TenantAdmin
+        && matches!(
+            res.kind(),
+            Kind::Tenant | Kind::Provider | Kind::Certificate
+        )
     {
         return Err(ApiError::forbidden(format!(
             "a tenant admin cannot write {}s",
@@ -160,7 +181,7 @@ pub async fn propose(state: &AppState, claims: &Claims, op: Op) -> Result<Applie
     Ok(applied)
 }
 
-fn written(state: &AppState, kind: Kind, id: &str, applied: &Applied) -> Value {
+pub fn written(state: &AppState, kind: Kind, id: &str, applied: &Applied) -> Value {
     match state.config.load().state.get(kind, id) {
         Some(s) => item_json(s),
         None => json!({"id": id, "revision": applied.revision}),
@@ -181,8 +202,12 @@ pub async fn create(
             "create API keys with POST /admin/v1/consumers/{id}/keys",
         ));
     }
-    let res = parse_resource(kind, &body?, None)?;
+    let mut res = parse_resource(kind, &body?, None)?;
     authorize_write(&state, &claims, &res)?;
+    if let Resource::Subscription(sub) = &mut res {
+        subscriptions::on_create(&state.config.load().state, &claims, sub);
+    }
+    secret_fields::prepare(state.secrets.as_deref(), &mut res, None)?;
     let id = res.id().to_string();
     let applied = propose(&state, &claims, Op::Create(res)).await?;
     Ok((
@@ -200,16 +225,23 @@ pub async fn update(
     let claims = state.authenticate(&headers)?;
     let kind = kind_of(&collection)?;
     let mut res = parse_resource(kind, &body?, Some(&id))?;
-    if let Some(existing) = state.config.load().state.get(kind, &id) {
-        authorize_write(&state, &claims, &existing.resource)?;
-        // A redacted secret sent back unchanged means "keep the stored one".
-        if let (Resource::Provider(new), Resource::Provider(old)) = (&mut res, &existing.resource) {
-            if new.api_key.as_deref() == Some(REDACTED) {
-                new.api_key = old.api_key.clone();
+    {
+        let cfg = state.config.load();
+        let existing = cfg.state.get(kind, &id).map(|s| &s.resource);
+        match (existing, &res) {
+            // Both sides of a subscription may edit it, within limits.
+            (Some(Resource::Subscription(old)), Resource::Subscription(new)) => {
+                subscriptions::authorize_update(&cfg.state, &claims, old, new)?
             }
+            (Some(old), _) => {
+                authorize_write(&state, &claims, old)?;
+                authorize_write(&state, &claims, &res)?;
+            }
+            (None, _) => authorize_write(&state, &claims, &res)?,
         }
+        // A redacted secret sent back unchanged means "keep the stored one".
+        secret_fields::prepare(state.secrets.as_deref(), &mut res, existing)?;
     }
-    authorize_write(&state, &claims, &res)?;
     let applied = propose(&state, &claims, Op::Update(res)).await?;
     Ok(Json(written(&state, kind, &id, &applied)))
 }
@@ -221,10 +253,16 @@ pub async fn delete(
 ) -> Result<Json<Value>, ApiError> {
     let claims = state.authenticate(&headers)?;
     let kind = kind_of(&collection)?;
-    match state.config.load().state.get(kind, &id) {
-        Some(existing) => authorize_write(&state, &claims, &existing.resource)?,
-        None if claims.role == super::auth::Role::Admin => {} // let apply answer 404 authoritatively
-        None => return Err(ApiError::not_found(format!("{kind} '{id}' not found"))),
+    {
+        let cfg = state.config.load();
+        match cfg.state.get(kind, &id).map(|s| &s.resource) {
+            Some(Resource::Subscription(sub)) => {
+                subscriptions::authorize_delete(&cfg.state, &claims, sub)?
+            }
+            Some(existing) => authorize_write(&state, &claims, existing)?,
+            None if claims.role == Role::Admin => {} // let apply answer 404 authoritatively
+            None => return Err(ApiError::not_found(format!("{kind} '{id}' not found"))),
+        }
     }
     let applied = propose(
         &state,
