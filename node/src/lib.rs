@@ -9,4 +9,6 @@ pub mod config;
 pub mod dataplane;
 pub mod dev;
 pub mod metrics;
+pub mod proxy;
+pub mod secrets;
 pub mod server;

@@ -1,4 +1,5 @@
-//! Prometheus metrics of the node: Raft progress and admin API traffic.
+//! Prometheus metrics of the node: Raft progress and admin API traffic. The data plane
+//! registers its own families in the same registry (see `proxy::metrics`).
 
 use openraft::RaftMetrics;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
@@ -79,6 +80,11 @@ impl Metrics {
             admin_requests,
             registry,
         }
+    }
+
+    /// Where other parts of the node (the data plane) register their families.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     pub fn admin_request(&self, method: &str, status: u16) {

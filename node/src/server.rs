@@ -15,12 +15,15 @@ use tokio::sync::watch;
 use crate::admin::{self, AppState};
 use crate::config::{ConfigError, NodeConfig};
 use crate::metrics::Metrics;
+use crate::secrets::SecretBox;
 
 /// A running node, as `serve` and `dev` use it.
 pub struct Running {
     pub state: AppState,
     pub admin_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The data-plane TLS listener, when configured.
+    pub https_addr: Option<SocketAddr>,
     pub raft_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -75,8 +78,14 @@ async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
 /// Starts every part of a node and returns once all listeners are bound.
 pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
     check_identity(&cfg.data_dir, cfg.node_id)?;
+    let secrets = SecretBox::from_config(cfg)?.map(Arc::new);
     let admin_l = bind("admin_addr", &cfg.admin_addr).await?;
     let http_l = bind("http_addr", &cfg.http_addr).await?;
+    let https_l = match &cfg.https_addr {
+        Some(a) => Some(bind("https_addr", a).await?),
+        None => None,
+    };
+    let https_addr = https_l.as_ref().map(|l| l.local_addr()).transpose()?;
     let raft_l = bind("raft_addr", &cfg.raft_addr).await?;
     let (admin_addr, http_addr, raft_addr) = (
         admin_l.local_addr()?,
@@ -107,6 +116,7 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
         config,
         metrics: metrics.clone(),
         http,
+        secrets,
     };
     let (stop, stopped) = watch::channel(false);
     let until = |mut rx: watch::Receiver<bool>| async move {
@@ -133,15 +143,37 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "admin server stopped");
         }
     }));
+    let access_log = match &cfg.access_log {
+        Some(dest) => Some(
+            crate::proxy::access::AccessLog::start(dest)
+                .with_context(|| format!("access_log: cannot open {dest}"))?,
+        ),
+        None => None,
+    };
+    let dp = crate::proxy::DataPlane::new(
+        state.config.clone(),
+        metrics.registry(),
+        state.secrets.clone(),
+        access_log,
+    );
+    tasks.push(tokio::spawn(dp.clone().refresh_loop(stopped.clone())));
     tasks.push(tokio::spawn(crate::dataplane::serve(
         http_l,
+        dp.clone(),
         until(stopped.clone()),
     )));
+    if let Some(l) = https_l {
+        tasks.push(tokio::spawn(crate::dataplane::serve_tls(
+            l,
+            dp.clone(),
+            until(stopped.clone()),
+        )));
+    }
     tasks.push(tokio::spawn(watch_snapshots(raft.clone(), metrics)));
 
     let info = serde_json::json!({
         "node_id": cfg.node_id, "pid": std::process::id(),
-        "http_addr": http_addr.to_string(), "admin_addr": admin_addr.to_string(), "raft_addr": raft_addr.to_string(),
+        "http_addr": http_addr.to_string(), "https_addr": https_addr.map(|a| a.to_string()), "admin_addr": admin_addr.to_string(), "raft_addr": raft_addr.to_string(),
         "admin_url": me.admin_url, "advertised_raft_addr": me.raft_addr,
     });
     write_durably(&cfg.data_dir.join("node.json"), &info.to_string())
@@ -151,6 +183,7 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
         state,
         admin_addr,
         http_addr,
+        https_addr,
         raft_addr,
         stop,
         tasks,

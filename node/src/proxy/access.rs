@@ -1,0 +1,265 @@
+//! What happens after the response headers: counting the body, the access log line,
+//! metrics, and releasing the target's in-flight slot — all when the body ends or the
+//! client goes away.
+
+use std::io::Write;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper::body::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::mpsc;
+
+use crate::proxy::compile::{RouteRt, UpstreamRt};
+use crate::proxy::target::TargetState;
+use crate::proxy::{BoxError, ProxyBody};
+
+/// JSON-lines access log written by a background task; a full queue drops lines (and
+/// counts them) rather than slowing requests down.
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: mpsc::Sender<String>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl AccessLog {
+    /// `dest`: `-` or `stdout` for standard output, anything else is a file appended to.
+    pub fn start(dest: &str) -> std::io::Result<AccessLog> {
+        let mut out: Box<dyn Write + Send> = match dest {
+            "-" | "stdout" | "1" | "true" => Box::new(std::io::stdout()),
+            path => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+        };
+        let (tx, mut rx) = mpsc::channel::<String>(65_536);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                let mut buf = Vec::with_capacity(64 * 1024);
+                while let Some(line) = rx.blocking_recv() {
+                    buf.extend_from_slice(line.as_bytes());
+                    buf.push(b'\n');
+                    while let Ok(more) = rx.try_recv() {
+                        buf.extend_from_slice(more.as_bytes());
+                        buf.push(b'\n');
+                        if buf.len() > 60 * 1024 {
+                            break;
+                        }
+                    }
+                    let _ = out.write_all(&buf).and_then(|_| out.flush());
+                    buf.clear();
+                }
+            })?;
+        Ok(AccessLog {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    fn send(&self, line: String) {
+        if self.tx.try_send(line).is_err() {
+            self.dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Facts about one request gathered on the way, finished when the body ends.
+pub struct Outcome {
+    pub request_id: http::HeaderValue,
+    pub method: http::Method,
+    pub uri: http::Uri,
+    pub host: String,
+    pub client: std::net::IpAddr,
+    pub status: u16,
+    pub started: Instant,
+    pub headers_after: Duration,
+    pub route: Option<Arc<RouteRt>>,
+    pub consumer: Option<String>,
+    pub tenant: Option<String>,
+    pub upstream: Option<Arc<UpstreamRt>>,
+    pub target: Option<Arc<TargetState>>,
+    pub tries: u32,
+    pub error: Option<&'static str>,
+    pub log: Option<AccessLog>,
+}
+
+impl Outcome {
+    fn finish(self, bytes_out: u64, aborted: bool) {
+        if let Some(t) = &self.target {
+            t.end();
+        }
+        if let Some(r) = &self.route {
+            r.metrics.count(self.status);
+            r.metrics.duration.observe(self.headers_after.as_secs_f64());
+        }
+        let Some(log) = &self.log else { return };
+        log.send(self.line(bytes_out, aborted));
+    }
+
+    /// One JSON object, written field by field (no intermediate `serde_json::Value`).
+    fn line(&self, bytes_out: u64, aborted: bool) -> String {
+        use std::fmt::Write as _;
+        let mut l = String::with_capacity(512);
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let _ = write!(l, "{{\"ts_ms\":{ts},\"request_id\":");
+        json_str(&mut l, self.request_id.to_str().unwrap_or("-"));
+        let _ = write!(l, ",\"client\":\"{}\",\"method\":", self.client);
+        json_str(&mut l, self.method.as_str());
+        l.push_str(",\"host\":");
+        json_str(&mut l, &self.host);
+        l.push_str(",\"path\":");
+        json_str(&mut l, self.uri.path());
+        let _ = write!(l, ",\"status\":{}", self.status);
+        let route = self.route.as_deref();
+        json_opt(&mut l, "route", route.map(|r| r.id.as_str()));
+        json_opt(
+            &mut l,
+            "service",
+            route
+                .and_then(|r| r.service.as_ref())
+                .map(|s| s.id.as_str()),
+        );
+        json_opt(&mut l, "tenant", self.tenant.as_deref());
+        json_opt(&mut l, "consumer", self.consumer.as_deref());
+        json_opt(
+            &mut l,
+            "upstream",
+            self.upstream.as_ref().map(|u| u.id.as_str()),
+        );
+        json_opt(
+            &mut l,
+            "target",
+            self.target.as_ref().map(|t| t.address.as_str()),
+        );
+        json_opt(&mut l, "error", self.error);
+        let _ = write!(
+            l,
+            ",\"tries\":{},\"latency_ms\":{:.3},\"upstream_headers_ms\":{:.3},\"bytes_out\":{bytes_out},\"aborted\":{aborted}}}",
+            self.tries,
+            self.started.elapsed().as_secs_f64() * 1000.0,
+            self.headers_after.as_secs_f64() * 1000.0,
+        );
+        l
+    }
+}
+
+fn json_str(out: &mut String, s: &str) {
+    // serde_json's escaping of a plain string cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+}
+
+fn json_opt(out: &mut String, key: &str, v: Option<&str>) {
+    out.push_str(",\"");
+    out.push_str(key);
+    out.push_str("\":");
+    match v {
+        Some(v) => json_str(out, v),
+        None => out.push_str("null"),
+    }
+}
+
+/// The response body with its [`Outcome`] attached.
+pub struct Tracked {
+    inner: ProxyBody,
+    bytes: u64,
+    outcome: Option<Box<Outcome>>,
+}
+
+impl Tracked {
+    pub fn new(inner: ProxyBody, outcome: Outcome) -> Tracked {
+        let mut t = Tracked {
+            inner,
+            bytes: 0,
+            outcome: Some(Box::new(outcome)),
+        };
+        if t.inner.is_end_stream() {
+            t.done(false);
+        }
+        t
+    }
+
+    fn done(&mut self, aborted: bool) {
+        if let Some(o) = self.outcome.take() {
+            o.finish(self.bytes, aborted);
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.done(true);
+    }
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    this.bytes += d.len() as u64;
+                }
+                if this.inner.is_end_stream() {
+                    this.done(false);
+                }
+            }
+            Poll::Ready(None) => this.done(false),
+            Poll::Ready(Some(Err(_))) => this.done(true),
+            Poll::Pending => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Request ids: a per-process random prefix and a counter; cheap and unique enough
+/// to find one request across nodes' logs.
+pub struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new() -> RequestIds {
+        RequestIds {
+            prefix: rand::random::<u64>(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next(&self) -> String {
+        format!(
+            "{:016x}{:08x}",
+            self.prefix,
+            self.next.fetch_add(1, Relaxed)
+        )
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds::new()
+    }
+}

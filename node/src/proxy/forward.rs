@@ -1,0 +1,702 @@
+//! One data-plane request, phase by phase (see the module docs of [`crate::proxy`]).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper_util::rt::TokioIo;
+use raftgate_store::model::{HashKey, SubscriptionState, UpstreamProtocol};
+
+use crate::proxy::access::{Outcome, Tracked};
+use crate::proxy::auth::{self, Credential, Identity};
+use crate::proxy::compile::{Compiled, RouteRt};
+use crate::proxy::policy::CorsVerdict;
+use crate::proxy::rewrite::rewrite;
+use crate::proxy::target::now_ms;
+use crate::proxy::{BoxError, DataPlane, ProxyBody};
+
+/// The client side of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
+static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
+static DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
+static SUNSET: HeaderName = HeaderName::from_static("sunset");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Bodies up to this size (with a `Content-Length`) are read before the first try so
+/// that a retry can send them again; larger or chunked bodies stream through once.
+const REPLAY_MAX: u64 = 64 * 1024;
+
+fn empty() -> ProxyBody {
+    Full::new(Bytes::new())
+        .map_err(|e| match e {})
+        .boxed_unsync()
+}
+
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    let mut r = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn valid_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
+}
+
+/// Lower-case host without the port, from the URI (HTTP/2, absolute-form) or `Host`.
+fn request_host(uri: &Uri, headers: &HeaderMap) -> String {
+    let raw = uri
+        .host()
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or("");
+    let host = if raw.starts_with('[') {
+        raw.split_inclusive(']').next().unwrap_or(raw)
+    } else {
+        raw.split(':').next().unwrap_or(raw)
+    };
+    host.to_ascii_lowercase()
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and every header it
+/// names, plus the well-known ones. `TE: trailers` survives; an upgrade keeps
+/// `Connection: upgrade` and `Upgrade`.
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        if !(keep_upgrade && n == header::UPGRADE) {
+            h.remove(n);
+        }
+    }
+    let te_trailers = h
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    for n in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRANSFER_ENCODING,
+        &header::PROXY_AUTHORIZATION,
+    ] {
+        h.remove(n);
+    }
+    h.remove(header::CONNECTION);
+    if keep_upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        h.remove(header::UPGRADE);
+    }
+    if te_trailers {
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Entry point for every data-plane request; never fails, never panics on input.
+pub async fn handle(
+    dp: Arc<DataPlane>,
+    conn: ConnInfo,
+    mut req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    let upgrade = if is_upgrade(&req) {
+        Some(hyper::upgrade::on(&mut req))
+    } else {
+        None
+    };
+    let (mut parts, body) = req.into_parts();
+    let request_id = match parts.headers.get(&X_REQUEST_ID) {
+        Some(v) if valid_request_id(v) => v.clone(),
+        _ => HeaderValue::from_str(&dp.ids.next()).unwrap_or(HeaderValue::from_static("-")),
+    };
+    let compiled = dp.current();
+    let uri = parts.uri.clone();
+    let host = request_host(&uri, &parts.headers);
+    let mut outcome = Outcome {
+        request_id: request_id.clone(),
+        method: parts.method.clone(),
+        uri: uri.clone(),
+        host: host.clone(),
+        client: conn.peer.ip(),
+        status: 0,
+        started,
+        headers_after: Duration::ZERO,
+        route: None,
+        consumer: None,
+        tenant: None,
+        upstream: None,
+        target: None,
+        tries: 0,
+        error: None,
+        log: dp.access_log.clone(),
+    };
+    let mut extra = HeaderMap::new();
+    let result = route_and_forward(
+        &compiled,
+        conn,
+        &mut parts,
+        body,
+        upgrade,
+        &uri,
+        &host,
+        &mut outcome,
+        &mut extra,
+    )
+    .await;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err((status, code, message)) => {
+            outcome.error = Some(code);
+            json_error(status, code, &message)
+        }
+    };
+    if !extra.is_empty() {
+        resp.headers_mut().extend(extra);
+    }
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+    outcome.status = resp.status().as_u16();
+    if outcome.headers_after.is_zero() {
+        outcome.headers_after = started.elapsed();
+    }
+    let (rparts, rbody) = resp.into_parts();
+    Ok(Response::from_parts(
+        rparts,
+        Tracked::new(rbody, outcome).boxed_unsync(),
+    ))
+}
+
+type Failure = (StatusCode, &'static str, String);
+
+fn fail(status: StatusCode, code: &'static str, message: impl Into<String>) -> Failure {
+    (status, code, message.into())
+}
+
+/// Consumer-level access to a route once the caller is known.
+fn check_access(c: &Compiled, route: &RouteRt, id: &Identity) -> Result<(), Failure> {
+    if let Some(svc) = &route.service {
+        let state = c
+            .subscriptions
+            .get(&id.consumer)
+            .and_then(|m| m.get(&svc.id));
+        return match state {
+            Some(SubscriptionState::Approved) => Ok(()),
+            Some(SubscriptionState::Pending) => Err(fail(
+                StatusCode::FORBIDDEN,
+                "not_subscribed",
+                format!(
+                    "the subscription of consumer {:?} to service {:?} is pending approval",
+                    id.consumer, svc.id
+                ),
+            )),
+            Some(s) => Err(fail(
+                StatusCode::FORBIDDEN,
+                "not_subscribed",
+                format!(
+                    "the subscription of consumer {:?} to service {:?} was {}",
+                    id.consumer,
+                    svc.id,
+                    if *s == SubscriptionState::Rejected {
+                        "rejected"
+                    } else {
+                        "revoked"
+                    }
+                ),
+            )),
+            None => Err(fail(
+                StatusCode::FORBIDDEN,
+                "not_subscribed",
+                format!(
+                    "consumer {:?} has no subscription to service {:?}",
+                    id.consumer, svc.id
+                ),
+            )),
+        };
+    }
+    let granted = c
+        .route_grants
+        .get(&id.consumer)
+        .is_some_and(|r| r.contains(&route.id));
+    match &route.tenant {
+        Some(t) if *t != id.tenant && !granted => Err(fail(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("route {:?} belongs to another tenant", route.id),
+        )),
+        _ => Ok(()),
+    }
+}
+
+enum BodySource {
+    Replay(Bytes),
+    Stream(Option<ProxyBody>),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn route_and_forward(
+    compiled: &Arc<Compiled>,
+    conn: ConnInfo,
+    parts: &mut http::request::Parts,
+    body: Incoming,
+    downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    uri: &Uri,
+    host: &str,
+    outcome: &mut Outcome,
+    extra: &mut HeaderMap,
+) -> Result<Response<ProxyBody>, Failure> {
+    // Phase 1: route.
+    let path = uri.path();
+    let Some(found) = compiled
+        .router
+        .find(host, &parts.method, path, &parts.headers)
+    else {
+        return Err(fail(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            format!("no route matches {} {}", parts.method, path),
+        ));
+    };
+    let route = found.value.clone();
+    outcome.route = Some(route.clone());
+
+    // Phase 2: network and browser rules.
+    if let Some(ip) = &route.ip {
+        if !ip.permits(conn.peer.ip()) {
+            return Err(fail(
+                StatusCode::FORBIDDEN,
+                "ip_denied",
+                format!("client address {} is not allowed", conn.peer.ip()),
+            ));
+        }
+    }
+    if let Some(cors) = &route.cors {
+        match cors.check(&parts.method, &parts.headers) {
+            CorsVerdict::NotCors => {}
+            CorsVerdict::Preflight(h) => {
+                let mut r = Response::new(empty());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                extra.extend(h);
+                return Ok(r);
+            }
+            CorsVerdict::Allowed(h) => extra.extend(h),
+            CorsVerdict::Denied(m) => return Err(fail(StatusCode::FORBIDDEN, "cors_denied", m)),
+        }
+    }
+    if let Some(svc) = &route.service {
+        if let Some(d) = &svc.deprecation {
+            extra.insert(DEPRECATION.clone(), d.clone());
+        }
+        if let Some(s) = &svc.sunset {
+            extra.insert(SUNSET.clone(), s.clone());
+        }
+    }
+
+    // Phase 3: who is calling, and may they.
+    let state = &compiled.snapshot.state;
+    let identity = if route.auth.is_empty() {
+        None
+    } else {
+        let id = auth::authenticate(&route.auth, parts, state, unix_ms())
+            .and_then(|id| auth::check_enabled(&id, state).map(|_| id))
+            .map_err(|e| fail(e.status(), e.code(), e.to_string()))?;
+        outcome.consumer = Some(id.consumer.clone());
+        outcome.tenant = Some(id.tenant.clone());
+        check_access(compiled, &route, &id)?;
+        Some(id)
+    };
+    // Phase 4: quotas. The global-quota module admits against `route.quotas` here.
+
+    // Phase 5: the body.
+    let content_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let (Some(max), Some(len)) = (route.body_limit, content_length) {
+        if len > max {
+            return Err(fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body of {len} bytes exceeds this route's limit of {max}"),
+            ));
+        }
+    }
+    let mut source = if hyper::body::Body::is_end_stream(&body) {
+        BodySource::Replay(Bytes::new())
+    } else if content_length.is_some_and(|l| l <= REPLAY_MAX) && downstream_upgrade.is_none() {
+        let bytes = Limited::new(body, REPLAY_MAX as usize)
+            .collect()
+            .await
+            .map_err(|e| {
+                fail(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request_body",
+                    format!("reading the request body: {e}"),
+                )
+            })?
+            .to_bytes();
+        BodySource::Replay(bytes)
+    } else {
+        let b = match route.body_limit {
+            Some(max) => Limited::new(body, max as usize).boxed_unsync(),
+            None => body.map_err(BoxError::from).boxed_unsync(),
+        };
+        BodySource::Stream(Some(b))
+    };
+
+    // Phase 6: the upstream request head.
+    let mut query = uri.query().map(str::to_string);
+    if let Some(id) = &identity {
+        match &id.credential {
+            Credential::Header(h) => {
+                parts.headers.remove(h);
+            }
+            Credential::Query(name) => {
+                query = query.map(|q| {
+                    q.split('&')
+                        .filter(|kv| kv.split('=').next() != Some(name.as_str()))
+                        .collect::<Vec<_>>()
+                        .join("&")
+                });
+            }
+        }
+    }
+    let new_path = match &route.rewrite {
+        Some(rule) => rewrite(rule, path, found.matched_len, &found.params),
+        None => path.to_string(),
+    };
+    let path_and_query = match query.filter(|q| !q.is_empty()) {
+        Some(q) => format!("{new_path}?{q}"),
+        None => new_path,
+    };
+    let path_and_query: http::uri::PathAndQuery = path_and_query.parse().map_err(|_| {
+        fail(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            "the rewritten path is not a valid URI path",
+        )
+    })?;
+
+    let headers = &mut parts.headers;
+    let original_host = headers.get(header::HOST).cloned().or_else(|| {
+        uri.authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    strip_hop_by_hop(headers, downstream_upgrade.is_some());
+    let client_ip = conn.peer.ip().to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {client_ip}"),
+        None => client_ip.clone(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    let proto = if conn.tls { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    let for_node = if conn.peer.is_ipv6() {
+        format!("\"[{client_ip}]\"")
+    } else {
+        client_ip.clone()
+    };
+    let fwd = match original_host.as_ref().and_then(|h| h.to_str().ok()) {
+        Some(h) => {
+            if let Some(v) = original_host.clone() {
+                headers.insert(X_FORWARDED_HOST.clone(), v);
+            }
+            format!("for={for_node};host=\"{h}\";proto={proto}")
+        }
+        None => format!("for={for_node};proto={proto}"),
+    };
+    let fwd = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {fwd}"),
+        None => fwd,
+    };
+    if let Ok(v) = HeaderValue::from_str(&fwd) {
+        headers.insert(header::FORWARDED, v);
+    }
+    headers.insert(X_REQUEST_ID.clone(), outcome.request_id.clone());
+    headers.remove(&X_CONSUMER_ID);
+    headers.remove(&X_TENANT_ID);
+    if let Some(id) = &identity {
+        if let (Ok(c), Ok(t)) = (
+            HeaderValue::from_str(&id.consumer),
+            HeaderValue::from_str(&id.tenant),
+        ) {
+            headers.insert(X_CONSUMER_ID.clone(), c);
+            headers.insert(X_TENANT_ID.clone(), t);
+        }
+    }
+    let up = &route.upstream;
+    if up.spec.preserve_host {
+        if let Some(h) = original_host {
+            headers.insert(header::HOST, h);
+        }
+    } else {
+        headers.remove(header::HOST);
+    }
+    if let Some(ops) = &route.request_headers {
+        ops.apply(headers);
+    }
+
+    // Phase 7: tries.
+    let spec = &up.spec;
+    outcome.upstream = Some(up.clone());
+    let hash_key: Option<Vec<u8>> = match up.hash_key() {
+        Some(HashKey::Header(name)) => parts
+            .headers
+            .get(name.as_str())
+            .map(|v| v.as_bytes().to_vec()),
+        Some(HashKey::Cookie(name)) => parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| {
+                c.trim()
+                    .strip_prefix(name.as_str())?
+                    .strip_prefix('=')
+                    .map(|v| v.as_bytes().to_vec())
+            }),
+        Some(HashKey::ClientIp) => Some(client_ip.into_bytes()),
+        None => None,
+    };
+    let version = match spec.protocol {
+        UpstreamProtocol::Http1 => Version::HTTP_11,
+        UpstreamProtocol::Http2 => Version::HTTP_2,
+    };
+    let deadline = started_plus(outcome.started, spec.timeouts.total_ms);
+    let idempotent = is_idempotent(&parts.method);
+    let passive = spec.health_check.passive.as_ref();
+    let breaker = spec.circuit_breaker.as_ref();
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last: Option<Failure> = None;
+    loop {
+        let Some(i) = up.balancer.pick(hash_key.as_deref(), &tried, breaker) else {
+            return Err(last.unwrap_or_else(|| {
+                fail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_healthy_upstream",
+                    format!("upstream {:?} has no healthy target", up.id),
+                )
+            }));
+        };
+        let target = up.balancer.targets[i].0.clone();
+        outcome.tries += 1;
+        let replayable = matches!(source, BodySource::Replay(_));
+        let body = match &mut source {
+            BodySource::Replay(b) => Full::new(b.clone()).map_err(|e| match e {}).boxed_unsync(),
+            BodySource::Stream(b) => b.take().unwrap_or_else(empty),
+        };
+        let target_uri = Uri::builder()
+            .scheme(up.scheme.clone())
+            .authority(target.authority.clone())
+            .path_and_query(path_and_query.clone())
+            .build()
+            .map_err(|e| fail(StatusCode::BAD_GATEWAY, "bad_upstream_uri", e.to_string()))?;
+        let mut req = Request::new(body);
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = target_uri;
+        *req.version_mut() = version;
+        // The last possible try takes the headers instead of copying them.
+        let last_try = !replayable || outcome.tries > spec.retries.attempts;
+        *req.headers_mut() = if last_try {
+            std::mem::take(&mut parts.headers)
+        } else {
+            parts.headers.clone()
+        };
+        target.begin();
+        let now = Instant::now();
+        let left = deadline.saturating_duration_since(now);
+        let per_try = Duration::from_millis(spec.timeouts.per_try_ms).min(left);
+        let res = tokio::time::timeout(per_try, up.client.request(req)).await;
+        up.metrics.duration.observe(now.elapsed().as_secs_f64());
+        let can_retry = |retry_kind_ok: bool| {
+            retry_kind_ok
+                && replayable
+                && (outcome.tries as u64) <= u64::from(spec.retries.attempts)
+                && Instant::now() < deadline
+        };
+        let retry = match res {
+            Ok(Ok(mut resp)) => {
+                let status = resp.status();
+                target.record(!status.is_server_error(), passive, breaker, now_ms());
+                if spec.retries.on_statuses.contains(&status.as_u16()) && can_retry(idempotent) {
+                    target.end();
+                    last = Some(fail(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_error",
+                        format!("upstream answered {status}"),
+                    ));
+                    true
+                } else {
+                    outcome.target = Some(target);
+                    outcome.headers_after = outcome.started.elapsed();
+                    if status == StatusCode::SWITCHING_PROTOCOLS {
+                        if let Some(down) = downstream_upgrade {
+                            let up_conn = hyper::upgrade::on(&mut resp);
+                            tokio::spawn(tunnel(down, up_conn));
+                        }
+                        let (p, _) = resp.into_parts();
+                        return Ok(Response::from_parts(p, empty()));
+                    }
+                    let (mut p, b) = resp.into_parts();
+                    strip_hop_by_hop(&mut p.headers, false);
+                    if let Some(ops) = &route.response_headers {
+                        ops.apply(&mut p.headers);
+                    }
+                    return Ok(Response::from_parts(
+                        p,
+                        b.map_err(BoxError::from).boxed_unsync(),
+                    ));
+                }
+            }
+            Ok(Err(e)) => {
+                target.end();
+                if body_limit_hit(&e) {
+                    return Err(fail(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        format!(
+                            "request body exceeds this route's limit of {} bytes",
+                            route.body_limit.unwrap_or(0)
+                        ),
+                    ));
+                }
+                target.record(false, passive, breaker, now_ms());
+                let connect = e.is_connect();
+                tracing::debug!(request_id = ?outcome.request_id, target = %target.address, error = %e, "upstream try failed");
+                last = Some(if connect {
+                    fail(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_unavailable",
+                        format!("cannot connect to upstream {:?}", up.id),
+                    )
+                } else {
+                    fail(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_error",
+                        format!("upstream {:?} failed: {}", up.id, root_cause(&e)),
+                    )
+                });
+                can_retry(connect || idempotent)
+            }
+            Err(_) => {
+                target.end();
+                target.record(false, passive, breaker, now_ms());
+                last = Some(fail(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    format!("upstream {:?} did not answer in time", up.id),
+                ));
+                can_retry(idempotent)
+            }
+        };
+        if !retry {
+            return Err(last.unwrap_or_else(|| {
+                fail(StatusCode::BAD_GATEWAY, "upstream_error", "upstream failed")
+            }));
+        }
+        tried.push(i);
+        if tried.len() >= up.balancer.targets.len() {
+            tried.clear(); // every target had a go: allow them again
+        }
+        up.metrics.retries.inc();
+        let backoff = Duration::from_millis(
+            spec.retries
+                .backoff_ms
+                .saturating_mul(1 << (outcome.tries - 1).min(10)),
+        );
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(backoff.min(left)).await;
+    }
+}
+
+fn started_plus(started: Instant, ms: u64) -> Instant {
+    started + Duration::from_millis(ms)
+}
+
+fn body_limit_hit(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// Copies bytes both ways between the client and the upstream after a 101.
+async fn tunnel(down: hyper::upgrade::OnUpgrade, up: hyper::upgrade::OnUpgrade) {
+    let (Ok(down), Ok(up)) = tokio::join!(down, up) else {
+        return;
+    };
+    let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(down), &mut TokioIo::new(up)).await;
+}

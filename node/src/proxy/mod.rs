@@ -1,0 +1,147 @@
+//! The REST data plane: a reverse proxy that serves every request from the local
+//! replica of the config. The request path reads one atomic pointer (the compiled
+//! config of the current revision) and touches no lock, no Raft and no disk.
+//!
+//! Phases of a request, in `forward`: route match → IP rules → CORS preflight →
+//! authentication → access (subscription, tenant, permission) → quota hook → body
+//! limit → header rules and rewrite → upstream tries (balancer, breaker, timeouts,
+//! retries) → response headers → streamed body, metrics and access log when it ends.
+
+pub mod access;
+pub mod auth;
+pub mod balancer;
+pub mod client;
+pub mod compile;
+mod forward;
+pub mod health;
+pub mod metrics;
+pub mod policy;
+pub mod rewrite;
+pub mod router;
+pub mod target;
+pub mod tls;
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use hyper::body::Bytes;
+use raftgate_store::config::ConfigHandle;
+
+use crate::proxy::access::{AccessLog, RequestIds};
+use crate::proxy::compile::{Compiled, Ctx, Registry};
+use crate::proxy::metrics::ProxyMetrics;
+use crate::proxy::target::CircuitState;
+use crate::proxy::tls::CertIndex;
+use crate::secrets::SecretBox;
+
+pub use forward::{handle, ConnInfo};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// Shared by every connection of the data-plane listeners.
+pub struct DataPlane {
+    config: ConfigHandle,
+    compiled: ArcSwap<Compiled>,
+    registry: Mutex<Registry>,
+    pub certs: Arc<ArcSwap<CertIndex>>,
+    secrets: Option<Arc<SecretBox>>,
+    pub metrics: ProxyMetrics,
+    pub access_log: Option<AccessLog>,
+    pub ids: RequestIds,
+}
+
+impl DataPlane {
+    pub fn new(
+        config: ConfigHandle,
+        registry: &prometheus::Registry,
+        secrets: Option<Arc<SecretBox>>,
+        access_log: Option<AccessLog>,
+    ) -> Arc<DataPlane> {
+        let dp = Arc::new(DataPlane {
+            config,
+            compiled: ArcSwap::from_pointee(Compiled::empty()),
+            registry: Mutex::new(Registry::default()),
+            certs: Arc::new(ArcSwap::from_pointee(CertIndex::default())),
+            secrets,
+            metrics: ProxyMetrics::new(registry),
+            access_log,
+            ids: RequestIds::new(),
+        });
+        dp.current();
+        dp
+    }
+
+    /// The compiled config of the latest applied revision. Compiles on the spot when
+    /// the config moved (once per revision; concurrent callers wait for that one), so
+    /// a request sent after an admin write was acknowledged by this node sees it.
+    pub fn current(&self) -> Arc<Compiled> {
+        let compiled = self.compiled.load_full();
+        let snapshot = self.config.load();
+        if compiled.revision == snapshot.state.revision() {
+            return compiled;
+        }
+        drop(snapshot);
+        let mut reg = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot = self.config.load_full();
+        let now = self.compiled.load_full();
+        if now.revision == snapshot.state.revision() {
+            return now;
+        }
+        let ctx = Ctx {
+            metrics: &self.metrics,
+            secrets: self.secrets.as_deref(),
+        };
+        let fresh = Arc::new(compile::compile(snapshot, &mut reg, &ctx));
+        if !Arc::ptr_eq(&fresh.certs, &self.certs.load()) {
+            self.certs.store(fresh.certs.clone());
+        }
+        tracing::debug!(
+            revision = fresh.revision,
+            routes = fresh.router.len(),
+            "data plane compiled"
+        );
+        self.compiled.store(fresh.clone());
+        fresh
+    }
+
+    /// Keeps the compiled config fresh without traffic (health probes, TLS
+    /// certificates) and exports target health gauges.
+    pub async fn refresh_loop(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(compile::REFRESH_EVERY);
+        let mut n = 0u64;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let c = self.current();
+            n += 1;
+            if n.is_multiple_of(20) {
+                self.export_gauges(&c);
+            }
+        }
+    }
+
+    fn export_gauges(&self, c: &Compiled) {
+        let now = target::now_ms();
+        for u in &c.upstreams {
+            for (t, _) in &u.balancer.targets {
+                let labels = [u.id.as_str(), t.address.as_str()];
+                self.metrics
+                    .target_healthy
+                    .with_label_values(&labels)
+                    .set(i64::from(t.is_healthy(now)));
+                let circuit = match t.circuit() {
+                    CircuitState::Closed => 0,
+                    CircuitState::Open => 1,
+                    CircuitState::HalfOpen => 2,
+                };
+                self.metrics
+                    .circuit_state
+                    .with_label_values(&labels)
+                    .set(circuit);
+            }
+        }
+    }
+}
