@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
-# The cluster tests drive the real binary; build it first so they find it.
-cargo build -p raftgate-node
+# The cluster tests drive the real binary; build it first so they find it. Every cargo
+# command here selects the whole workspace with all targets: a narrower selection
+# unifies build-dependency features differently and makes cargo rebuild RocksDB.
+cargo build --workspace --all-targets
 export RAFTGATE_BIN="$CARGO_TARGET_DIR/debug/raftgate"
 cargo test --workspace -- --test-threads 2
