@@ -7,7 +7,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The format written by this release.
+/// The format written by this release. Version 1 was written only by development builds
+/// before the first release (the model grew since) and is not read.
 pub const FORMAT_VERSION: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
