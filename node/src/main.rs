@@ -2,6 +2,11 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
+
+/// mimalloc instead of glibc malloc: the proxy allocates and frees small buffers per
+/// request, and `bench/proxy.sh` measured the difference (see bench/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use raftgate_node::cli::{Cli, Command};
 use raftgate_node::{client, dev, server};
 
