@@ -41,19 +41,32 @@ impl AccessLog {
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
+                // Polls instead of blocking on the channel: a parked receiver would make
+                // every request pay for waking this thread.
                 let mut buf = Vec::with_capacity(64 * 1024);
-                while let Some(line) = rx.blocking_recv() {
-                    buf.extend_from_slice(line.as_bytes());
-                    buf.push(b'\n');
-                    while let Ok(more) = rx.try_recv() {
-                        buf.extend_from_slice(more.as_bytes());
-                        buf.push(b'\n');
-                        if buf.len() > 60 * 1024 {
-                            break;
+                loop {
+                    let closed = loop {
+                        match rx.try_recv() {
+                            Ok(line) => {
+                                buf.extend_from_slice(line.as_bytes());
+                                buf.push(b'\n');
+                                if buf.len() > 60 * 1024 {
+                                    let _ = out.write_all(&buf);
+                                    buf.clear();
+                                }
+                            }
+                            Err(mpsc::error::TryRecvError::Empty) => break false,
+                            Err(mpsc::error::TryRecvError::Disconnected) => break true,
                         }
+                    };
+                    if !buf.is_empty() {
+                        let _ = out.write_all(&buf).and_then(|_| out.flush());
+                        buf.clear();
                     }
-                    let _ = out.write_all(&buf).and_then(|_| out.flush());
-                    buf.clear();
+                    if closed {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
             })?;
         Ok(AccessLog {
