@@ -62,7 +62,7 @@ pub async fn serve(listener: TcpListener, dp: Arc<DataPlane>, stop: impl Future<
 
 /// Accepts TLS connections until `stop` resolves; certificates follow the config.
 pub async fn serve_tls(listener: TcpListener, dp: Arc<DataPlane>, stop: impl Future<Output = ()>) {
-    let acceptor = TlsAcceptor::from(crate::proxy::tls::server_config(dp.certs.clone()));
+    let acceptor = TlsAcceptor::from(crate::proxy::tls::server_config(dp.clone()));
     tokio::pin!(stop);
     loop {
         let conn = tokio::select! {

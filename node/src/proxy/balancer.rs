@@ -8,8 +8,10 @@ use std::sync::Arc;
 use crate::proxy::target::{now_ms, TargetState};
 use raftgate_store::model::CircuitBreaker;
 
-/// Points per unit of weight on the hash ring.
-const RING_POINTS: u32 = 100;
+/// Total points on a hash ring (a target gets its share by weight, at least
+/// `RING_MIN_POINTS`), so memory stays bounded whatever the weights.
+const RING_BUDGET: u64 = 65_536;
+const RING_MIN_POINTS: u64 = 16;
 /// Longest round-robin schedule kept; weights are scaled down past it.
 const MAX_SCHEDULE: u64 = 4096;
 
@@ -152,9 +154,12 @@ fn gcd(a: u64, b: u64) -> u64 {
 }
 
 fn ring(targets: &[(Arc<TargetState>, u32)], weights: &[u32]) -> Vec<(u64, u16)> {
+    let total: u64 = weights.iter().map(|&w| u64::from(w)).sum::<u64>().max(1);
     let mut ring = Vec::new();
     for (i, ((t, _), &w)) in targets.iter().zip(weights).enumerate() {
-        for p in 0..w.min(100) * RING_POINTS {
+        // Points in proportion to weight, the ring capped near RING_BUDGET points.
+        let points = (u64::from(w) * RING_BUDGET / total).max(RING_MIN_POINTS);
+        for p in 0..points {
             ring.push((fnv1a(format!("{}#{p}", t.address).as_bytes()), i as u16));
         }
     }

@@ -31,7 +31,6 @@ use crate::proxy::access::{AccessLog, RequestIds};
 use crate::proxy::compile::{Compiled, Ctx, Registry};
 use crate::proxy::metrics::ProxyMetrics;
 use crate::proxy::target::CircuitState;
-use crate::proxy::tls::CertIndex;
 use crate::secrets::SecretBox;
 
 pub use forward::{handle, ConnInfo};
@@ -44,7 +43,6 @@ pub struct DataPlane {
     config: ConfigHandle,
     compiled: ArcSwap<Compiled>,
     registry: Mutex<Registry>,
-    pub certs: Arc<ArcSwap<CertIndex>>,
     secrets: Option<Arc<SecretBox>>,
     pub metrics: ProxyMetrics,
     pub access_log: Option<AccessLog>,
@@ -62,7 +60,6 @@ impl DataPlane {
             config,
             compiled: ArcSwap::from_pointee(Compiled::empty()),
             registry: Mutex::new(Registry::default()),
-            certs: Arc::new(ArcSwap::from_pointee(CertIndex::default())),
             secrets,
             metrics: ProxyMetrics::new(registry),
             access_log,
@@ -93,9 +90,6 @@ impl DataPlane {
             secrets: self.secrets.as_deref(),
         };
         let fresh = Arc::new(compile::compile(snapshot, &mut reg, &ctx));
-        if !Arc::ptr_eq(&fresh.certs, &self.certs.load()) {
-            self.certs.store(fresh.certs.clone());
-        }
         tracing::debug!(
             revision = fresh.revision,
             routes = fresh.router.len(),

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use raftgate_store::model::{Kind, Resource};
 use raftgate_store::state::State;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -12,6 +11,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 
+use crate::proxy::DataPlane;
 use crate::secrets::SecretBox;
 
 /// Certificates by server name: exact names, and `*.suffix` for one leading label.
@@ -91,23 +91,30 @@ pub fn build_index(state: &State, secrets: Option<&SecretBox>) -> CertIndex {
     idx
 }
 
-/// rustls resolver reading the index of the current config revision.
-#[derive(Debug)]
-pub struct SniResolver(pub Arc<ArcSwap<CertIndex>>);
+/// rustls resolver reading the index of the current config revision. It goes through
+/// [`DataPlane::current`], so a certificate written and acknowledged by this node is
+/// served by the very next handshake.
+pub struct SniResolver(pub Arc<DataPlane>);
 
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.0.load().lookup(hello.server_name()?)
+impl std::fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SniResolver")
     }
 }
 
-pub fn server_config(index: Arc<ArcSwap<CertIndex>>) -> Arc<rustls::ServerConfig> {
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.current().certs.lookup(hello.server_name()?)
+    }
+}
+
+pub fn server_config(dp: Arc<DataPlane>) -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap_or_else(|_| unreachable!("ring supports the default protocol versions"))
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver(index)));
+        .with_cert_resolver(Arc::new(SniResolver(dp)));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(cfg)
 }
