@@ -82,6 +82,10 @@ fn upstream_field_limits() {
         ),
         (json!({"retries": {"attempts": 11}}), "retries.attempts"),
         (
+            json!({"targets": (0..1025).map(|i| json!({"address": format!("10.0.{}.{}:80", i / 250, i % 250)})).collect::<Vec<_>>()}),
+            "targets",
+        ),
+        (
             json!({"retries": {"on_statuses": [99]}}),
             "retries.on_statuses",
         ),

@@ -7,6 +7,9 @@ use super::{header_name, host_port, is_dns_name, opt_tenant, pem_block, Ctx};
 use crate::command::ApplyError;
 use crate::model::*;
 
+/// Targets per upstream; the data plane's balancers index targets with 16 bits.
+const MAX_TARGETS: usize = 1024;
+
 /// One hour: the longest timeout, interval, cooldown or window accepted.
 const HOUR_MS: u64 = 3_600_000;
 
@@ -14,6 +17,12 @@ pub(super) fn upstream(cx: &Ctx, u: &Upstream) -> Result<(), ApplyError> {
     opt_tenant(cx, &u.tenant)?;
     if u.targets.is_empty() {
         return Err(cx.err("targets", "at least one target is required"));
+    }
+    if u.targets.len() > MAX_TARGETS {
+        return Err(cx.err(
+            "targets",
+            format!("at most {MAX_TARGETS} targets per upstream"),
+        ));
     }
     for t in &u.targets {
         host_port(cx, "targets.address", &t.address)?;
