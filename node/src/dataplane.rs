@@ -47,40 +47,55 @@ where
 
 /// Accepts plain connections until `stop` resolves.
 pub async fn serve(listener: TcpListener, dp: Arc<DataPlane>, stop: impl Future<Output = ()>) {
-    tokio::pin!(stop);
-    loop {
-        let conn = tokio::select! {
-            _ = &mut stop => return,
-            c = listener.accept() => c,
-        };
-        let Ok((stream, peer)) = conn else { continue };
-        let _ = stream.set_nodelay(true);
-        let info = crate::proxy::ConnInfo { peer, tls: false };
-        tokio::spawn(serve_conn(dp.clone(), stream, info));
-    }
+    accept(listener, dp, None, stop).await
 }
 
 /// Accepts TLS connections until `stop` resolves; certificates follow the config.
 pub async fn serve_tls(listener: TcpListener, dp: Arc<DataPlane>, stop: impl Future<Output = ()>) {
     let acceptor = TlsAcceptor::from(crate::proxy::tls::server_config(dp.clone()));
+    accept(listener, dp, Some(acceptor), stop).await
+}
+
+async fn accept(
+    listener: TcpListener,
+    dp: Arc<DataPlane>,
+    tls: Option<TlsAcceptor>,
+    stop: impl Future<Output = ()>,
+) {
     tokio::pin!(stop);
     loop {
         let conn = tokio::select! {
             _ = &mut stop => return,
             c = listener.accept() => c,
         };
-        let Ok((stream, peer)) = conn else { continue };
-        let _ = stream.set_nodelay(true);
-        let (acceptor, dp) = (acceptor.clone(), dp.clone());
-        tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    let info = crate::proxy::ConnInfo { peer, tls: true };
-                    serve_conn(dp, tls, info).await;
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        let (stream, peer) = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "data plane: accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
             }
-        });
+        };
+        let _ = stream.set_nodelay(true);
+        let dp = dp.clone();
+        match tls.clone() {
+            None => {
+                let info = crate::proxy::ConnInfo { peer, tls: false };
+                tokio::spawn(serve_conn(dp, stream, info));
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let info = crate::proxy::ConnInfo { peer, tls: true };
+                            serve_conn(dp, tls, info).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
 }

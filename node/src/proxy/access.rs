@@ -119,9 +119,7 @@ impl Outcome {
     fn line(&self, bytes_out: u64, aborted: bool) -> String {
         use std::fmt::Write as _;
         let mut l = String::with_capacity(512);
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let ts = crate::proxy::forward::unix_ms();
         let _ = write!(l, "{{\"ts_ms\":{ts},\"request_id\":");
         json_str(&mut l, self.request_id.to_str().unwrap_or("-"));
         let _ = write!(l, ",\"client\":\"{}\",\"method\":", self.client);

@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::HeaderValue;
 use http::uri::Scheme;
@@ -99,7 +98,8 @@ impl Compiled {
 }
 
 struct Probe {
-    spec: (ActiveHealthCheck, bool),
+    /// The probe restarts when its check or the upstream's client settings change.
+    spec: (ActiveHealthCheck, bool, ClientKey),
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -278,7 +278,7 @@ fn compile_upstream(
         Some((k, c)) if *k == key => c.clone(),
         _ => {
             let c = client::build(&key).map_err(|e| e.to_string())?;
-            reg.clients.insert(u.id.clone(), (key, c.clone()));
+            reg.clients.insert(u.id.clone(), (key.clone(), c.clone()));
             c
         }
     };
@@ -302,7 +302,7 @@ fn compile_upstream(
         };
         match &u.health_check.active {
             Some(active) => {
-                let spec = (active.clone(), scheme == Scheme::HTTPS);
+                let spec = (active.clone(), scheme == Scheme::HTTPS, key.clone());
                 let same = reg.probes.get(&k).is_some_and(|p| p.spec == spec);
                 if !same {
                     if let Some(old) = reg.probes.remove(&k) {
@@ -428,9 +428,6 @@ pub fn http_date(secs: u64) -> String {
         rem % 60
     )
 }
-
-/// How long the background refresher waits between checks for a new revision.
-pub const REFRESH_EVERY: Duration = Duration::from_millis(50);
 
 #[cfg(test)]
 mod tests {

@@ -63,7 +63,8 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response<ProxyBo
     r
 }
 
-fn unix_ms() -> u64 {
+/// Wall-clock Unix milliseconds (key expiry, access log).
+pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -523,7 +524,7 @@ async fn route_and_forward(
         UpstreamProtocol::Http1 => Version::HTTP_11,
         UpstreamProtocol::Http2 => Version::HTTP_2,
     };
-    let deadline = started_plus(outcome.started, spec.timeouts.total_ms);
+    let deadline = outcome.started + Duration::from_millis(spec.timeouts.total_ms);
     let idempotent = is_idempotent(&parts.method);
     let passive = spec.health_check.passive.as_ref();
     let breaker = spec.circuit_breaker.as_ref();
@@ -668,10 +669,6 @@ async fn route_and_forward(
         let left = deadline.saturating_duration_since(Instant::now());
         tokio::time::sleep(backoff.min(left)).await;
     }
-}
-
-fn started_plus(started: Instant, ms: u64) -> Instant {
-    started + Duration::from_millis(ms)
 }
 
 fn body_limit_hit(e: &hyper_util::client::legacy::Error) -> bool {

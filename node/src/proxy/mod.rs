@@ -35,6 +35,9 @@ use crate::secrets::SecretBox;
 
 pub use forward::{handle, ConnInfo};
 
+/// How long the background refresher waits between checks for a new revision.
+const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
@@ -102,7 +105,7 @@ impl DataPlane {
     /// Keeps the compiled config fresh without traffic (health probes, TLS
     /// certificates) and exports target health gauges.
     pub async fn refresh_loop(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(compile::REFRESH_EVERY);
+        let mut tick = tokio::time::interval(REFRESH_EVERY);
         let mut n = 0u64;
         loop {
             tokio::select! {

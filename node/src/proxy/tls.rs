@@ -30,14 +30,6 @@ impl CertIndex {
         let (_, parent) = sni.split_once('.')?;
         self.wildcard.get(parent).cloned()
     }
-
-    pub fn len(&self) -> usize {
-        self.exact.len() + self.wildcard.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 fn load(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, String> {
