@@ -72,6 +72,30 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Cluster-wide quota usage (filters combine).
+    Usage {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        policy: Option<String>,
+        #[arg(long)]
+        api_key: Option<String>,
+        #[arg(long)]
+        consumer: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        route: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        /// current, previous or all.
+        #[arg(long, default_value = "all")]
+        window: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Admin tokens.
     Token {
         #[command(flatten)]

@@ -202,6 +202,42 @@ pub async fn run(command: Command) -> Result<(), CliError> {
             println!("{}", v["token"].as_str().unwrap_or_default());
             Ok(())
         }
+        Command::Usage {
+            client,
+            policy,
+            api_key,
+            consumer,
+            tenant,
+            route,
+            service,
+            model,
+            window,
+            json,
+        } => {
+            let mut q = format!("window={}", encode(&window));
+            for (k, v) in [
+                ("policy", policy),
+                ("api_key", api_key),
+                ("consumer", consumer),
+                ("tenant", tenant),
+                ("route", route),
+                ("service", service),
+                ("model", model),
+            ] {
+                if let Some(v) = v {
+                    q.push_str(&format!("&{k}={}", encode(&v)));
+                }
+            }
+            let v = Client::new(&client)?
+                .call(Method::GET, &format!("/admin/v1/usage?{q}"), None)
+                .await?;
+            if json {
+                print(&v);
+            } else {
+                print_usage(&v);
+            }
+            Ok(())
+        }
         Command::Serve(_) | Command::Dev(_) => Err(usage("not a client command")),
     }
 }
@@ -269,6 +305,41 @@ async fn cluster(c: Client, command: ClusterCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+fn print_usage(v: &Value) {
+    println!(
+        "{:<16} {:<32} {:<8} {:<7} {:>12} {:>12} {:>12} {:>12}",
+        "POLICY", "SCOPE", "WINDOW", "CURRENT", "USED", "GRANTED", "LIMIT", "REMAINING"
+    );
+    let num = |x: &Value| x.as_u64().map_or("-".to_string(), |n| n.to_string());
+    for it in v["items"].as_array().into_iter().flatten() {
+        let scope: Vec<String> = it["scope"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
+        println!(
+            "{:<16} {:<32} {:<8} {:<7} {:>12} {:>12} {:>12} {:>12}",
+            it["policy"].as_str().unwrap_or("-"),
+            if scope.is_empty() {
+                "-".to_string()
+            } else {
+                scope.join(",")
+            },
+            it["window"].as_str().unwrap_or("-"),
+            if it["current"].as_bool().unwrap_or(false) {
+                "yes"
+            } else {
+                "no"
+            },
+            num(&it["used"]),
+            num(&it["granted"]),
+            num(&it["limit"]),
+            num(&it["remaining"]),
+        );
+    }
 }
 
 fn print_status(v: &Value) {

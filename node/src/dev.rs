@@ -126,8 +126,12 @@ async fn first_run(
             json!({"id": "echo-svc", "tenant": "demo", "name": "Echo", "state": "published"}),
         ),
         (
+            "quota_policies",
+            json!({"id": "demo-per-key", "tenant": "demo", "scope": ["api_key"], "metric": "requests", "window": "minute", "limit": 600}),
+        ),
+        (
             "routes",
-            json!({"id": "echo", "tenant": "demo", "service": "echo-svc", "path": "/echo", "target": {"upstream": "echo"}, "policies": [{"key_auth": {}}]}),
+            json!({"id": "echo", "tenant": "demo", "service": "echo-svc", "path": "/echo", "target": {"upstream": "echo"}, "policies": [{"key_auth": {}}, {"quota": "demo-per-key"}]}),
         ),
         ("providers", json!({"id": "mock", "type": "mock"})),
         (

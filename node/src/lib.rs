@@ -10,5 +10,6 @@ pub mod dataplane;
 pub mod dev;
 pub mod metrics;
 pub mod proxy;
+pub mod quota;
 pub mod secrets;
 pub mod server;

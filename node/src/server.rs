@@ -150,11 +150,14 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
         ),
         None => None,
     };
+    let quotas = crate::quota::Quotas::new(Some(raft.clone()), metrics.registry());
+    tasks.push(tokio::spawn(quotas.clone().run(stopped.clone())));
     let dp = crate::proxy::DataPlane::new(
         state.config.clone(),
         metrics.registry(),
         state.secrets.clone(),
         access_log,
+        quotas,
     );
     tasks.push(tokio::spawn(dp.clone().refresh_loop(stopped.clone())));
     tasks.push(tokio::spawn(crate::dataplane::serve(

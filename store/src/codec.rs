@@ -7,9 +7,9 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The format written by this release. Version 1 was written only by development builds
-/// before the first release (the model grew since) and is not read.
-pub const FORMAT_VERSION: u8 = 2;
+/// The format written by this release. Versions 1 and 2 were written only by development
+/// builds before the first release (the model and snapshots grew since) and are not read.
+pub const FORMAT_VERSION: u8 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

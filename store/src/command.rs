@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Kind, Resource};
+use crate::quota::{QuotaReply, QuotaSync};
 
 /// One entry's payload in the Raft log.
 ///
@@ -33,6 +34,8 @@ pub enum Op {
     },
     /// All ops or none.
     Batch(Vec<Op>),
+    /// One node's quota grants, returns and usage for a tick (never inside a batch).
+    QuotaSync(QuotaSync),
 }
 
 impl Command {
@@ -69,6 +72,7 @@ impl Response {
         Response::ok(Applied {
             revision,
             changed: Vec::new(),
+            quota: None,
         })
     }
 }
@@ -80,6 +84,8 @@ pub struct Applied {
     pub revision: u64,
     /// Resources created, replaced or deleted by it (cascades included).
     pub changed: Vec<(Kind, String)>,
+    /// The grants, for a [`Op::QuotaSync`].
+    pub quota: Option<QuotaReply>,
 }
 
 /// Why a command was rejected. A rejected command changes nothing.
@@ -128,6 +134,8 @@ pub enum ApplyError {
     AlreadyInitialized,
     #[error("the cluster is not initialized")]
     NotInitialized,
+    #[error("quota sync refused: {0}")]
+    QuotaSync(String),
 }
 
 impl ApplyError {
@@ -143,6 +151,7 @@ impl ApplyError {
             ApplyError::Cycle { .. } => "reference_cycle",
             ApplyError::AlreadyInitialized => "already_initialized",
             ApplyError::NotInitialized => "not_initialized",
+            ApplyError::QuotaSync(_) => "quota_sync_refused",
         }
     }
 }

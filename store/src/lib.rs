@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod log_store;
 pub mod model;
+pub mod quota;
 pub mod state;
 pub mod state_machine;
 pub mod types;

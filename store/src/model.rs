@@ -299,6 +299,10 @@ pub struct QuotaPolicy {
     /// Admit when the node holds no lease and cannot get one (default: reject).
     #[serde(default)]
     pub fail_open: bool,
+    /// Token and cost metrics: cut a response off when it reaches what was reserved for
+    /// it, instead of charging the overshoot afterwards.
+    #[serde(default)]
+    pub hard: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -308,6 +312,7 @@ pub enum QuotaScope {
     Consumer,
     Tenant,
     Route,
+    Service,
     Model,
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Applied, ApplyError, Command, Op};
 use crate::model::*;
+use crate::quota::{Ledger, LedgerChange, LedgerImage, SyncError};
 use crate::validate::validate;
 
 use self::integrity::{check_immutable, is_child_of, refs};
@@ -37,6 +38,8 @@ pub struct ClusterMeta {
 pub enum Change {
     Cluster,
     Resource(Kind, String),
+    /// Quota bookkeeping: not configuration, so it does not move the revision.
+    Ledger(LedgerChange),
 }
 
 /// All replicated configuration.
@@ -51,6 +54,8 @@ pub struct State {
     tables: BTreeMap<Kind, OrdMap<String, Stored>>,
     /// Derived: API key SHA-256 → key id. Rebuilt on load, kept in step by apply.
     key_hashes: PHashMap<String, String>,
+    /// Global quota counters and grants.
+    ledger: Ledger,
 }
 
 /// The serialized form of [`State`] inside snapshots (derived indexes left out).
@@ -59,6 +64,7 @@ pub struct StateImage {
     pub cluster: Option<ClusterMeta>,
     pub revision: u64,
     pub resources: Vec<Stored>,
+    pub ledger: LedgerImage,
 }
 
 impl State {
@@ -73,6 +79,22 @@ impl State {
     /// Resources of a kind, ordered by id.
     pub fn list(&self, kind: Kind) -> impl Iterator<Item = &Stored> {
         self.tables.get(&kind).into_iter().flat_map(|t| t.values())
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
+    /// The quota policy `id`, if it exists.
+    pub fn quota_policy(&self, id: &str) -> Option<&QuotaPolicy> {
+        match &self.get(Kind::QuotaPolicy, id)?.resource {
+            Resource::QuotaPolicy(q) => Some(q),
+            _ => None,
+        }
     }
 
     pub fn count(&self, kind: Kind) -> usize {
@@ -97,6 +119,30 @@ impl State {
         changes: &mut Vec<Change>,
     ) -> Result<Applied, ApplyError> {
         let mut touched = Vec::new();
+        if let Op::QuotaSync(sync) = &cmd.op {
+            let mut ledger_changes = Vec::new();
+            let tables = &self.tables;
+            let lookup = |id: &str| match &tables.get(&Kind::QuotaPolicy)?.get(id)?.resource {
+                Resource::QuotaPolicy(q) => Some(q),
+                _ => None,
+            };
+            let reply = self
+                .ledger
+                .apply_sync(sync, cmd.at_ms, lookup, &mut ledger_changes)
+                .map_err(|e| match e {
+                    SyncError::Stale { last } => ApplyError::QuotaSync(format!(
+                        "serial {} of node {} is older than its last applied serial {last}",
+                        sync.serial, sync.node
+                    )),
+                    SyncError::Invalid(m) => ApplyError::QuotaSync(m),
+                })?;
+            changes.extend(ledger_changes.into_iter().map(Change::Ledger));
+            return Ok(Applied {
+                revision,
+                changed: Vec::new(),
+                quota: Some(reply),
+            });
+        }
         if let Op::Batch(_) = &cmd.op {
             // All-or-nothing on a copy; batches are rare (demo data, imports).
             let mut scratch = self.clone();
@@ -109,14 +155,18 @@ impl State {
             .iter()
             .filter_map(|c| match c {
                 Change::Resource(k, id) => Some((*k, id.clone())),
-                Change::Cluster => None,
+                Change::Cluster | Change::Ledger(_) => None,
             })
             .collect();
-        if !touched.is_empty() {
+        if touched.iter().any(|c| !matches!(c, Change::Ledger(_))) {
             self.revision = revision;
         }
         changes.extend(touched);
-        Ok(Applied { revision, changed })
+        Ok(Applied {
+            revision,
+            changed,
+            quota: None,
+        })
     }
 
     fn apply_op(
@@ -162,7 +212,13 @@ impl State {
                     })?;
                 check_immutable(&old.resource, res)?;
                 let created = old.created_at_ms;
+                let recount = quota_counters_change(&old.resource, res);
                 self.check_new(res)?;
+                if recount {
+                    let mut lc = Vec::new();
+                    self.ledger.purge_policy(res.id(), &mut lc);
+                    touched.extend(lc.into_iter().map(Change::Ledger));
+                }
                 self.put(res.clone(), created, revision, at_ms, touched);
             }
             Op::Delete { kind, id } => self.delete(*kind, id, touched)?,
@@ -170,6 +226,11 @@ impl State {
                 for op in ops {
                     self.apply_op(revision, at_ms, op, touched)?;
                 }
+            }
+            Op::QuotaSync(_) => {
+                return Err(ApplyError::QuotaSync(
+                    "a quota sync cannot be part of a batch".into(),
+                ))
             }
         }
         Ok(())
@@ -234,6 +295,11 @@ impl State {
         }
         for (k, child) in children.into_iter().chain([(kind, id.to_string())]) {
             self.remove(k, &child);
+            if k == Kind::QuotaPolicy {
+                let mut lc = Vec::new();
+                self.ledger.purge_policy(&child, &mut lc);
+                touched.extend(lc.into_iter().map(Change::Ledger));
+            }
             touched.push(Change::Resource(k, child));
         }
         Ok(())
@@ -281,6 +347,7 @@ impl State {
                 .values()
                 .flat_map(|t| t.values().cloned())
                 .collect(),
+            ledger: self.ledger.to_image(),
         }
     }
 
@@ -293,7 +360,19 @@ impl State {
         for stored in image.resources {
             state.load(stored);
         }
+        state.ledger = Ledger::from_image(image.ledger);
         state
+    }
+}
+
+/// Whether an update of a quota policy starts its counting over: counters are kept per
+/// scope and window, and a mode change moves the budget between ledger and nodes.
+fn quota_counters_change(old: &Resource, new: &Resource) -> bool {
+    match (old, new) {
+        (Resource::QuotaPolicy(a), Resource::QuotaPolicy(b)) => {
+            a.scope != b.scope || a.window != b.window || a.mode != b.mode || a.metric != b.metric
+        }
+        _ => false,
     }
 }
 

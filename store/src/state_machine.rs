@@ -15,6 +15,7 @@ use crate::command::Response;
 use crate::config::{ConfigHandle, ConfigSnapshot};
 use crate::db::{cf, sync_write, CF_SM, CF_SNAPSHOT};
 use crate::model::Kind;
+use crate::quota::{Counter, CounterId, LedgerChange, SyncRecord};
 use crate::state::{Change, ClusterMeta, State, StateImage, Stored};
 use crate::types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -25,6 +26,11 @@ const KEY_APPLIED: &[u8] = b"m/applied";
 const KEY_META: &[u8] = b"m/meta";
 const KEY_SNAPSHOT: &[u8] = b"current";
 const RESOURCE_PREFIX: &[u8] = b"r/";
+/// Quota counters: `q/c/` + the encoded counter id.
+const COUNTER_PREFIX: &[u8] = b"q/c/";
+/// The last quota sync per node: `q/n/` + the big-endian node id.
+const SYNC_PREFIX: &[u8] = b"q/n/";
+const LEDGER_PREFIX: &[u8] = b"q/";
 
 /// The snapshot as kept on disk.
 #[derive(Serialize, Deserialize)]
@@ -57,6 +63,31 @@ fn resource_key(kind: Kind, id: &str) -> Vec<u8> {
     key
 }
 
+fn counter_key(id: &CounterId) -> Result<Vec<u8>, StorageError> {
+    let mut key = COUNTER_PREFIX.to_vec();
+    key.extend_from_slice(&codec::encode(id).map_err(sm_err)?);
+    Ok(key)
+}
+
+fn sync_key(node: u64) -> Vec<u8> {
+    let mut key = SYNC_PREFIX.to_vec();
+    key.extend_from_slice(&node.to_be_bytes());
+    key
+}
+
+/// Reads every value under `prefix` in the state-machine column family.
+fn scan<T: serde::de::DeserializeOwned>(db: &DB, prefix: &[u8]) -> Result<Vec<T>, StorageError> {
+    let mut out = Vec::new();
+    for item in db.prefix_iterator_cf(cf(db, CF_SM), prefix) {
+        let (key, value) = item.map_err(sm_err)?;
+        if !key.starts_with(prefix) {
+            break;
+        }
+        out.push(codec::decode::<T>(&value).map_err(sm_err)?);
+    }
+    Ok(out)
+}
+
 /// The state machine handed to openraft.
 pub struct StateMachineStore {
     db: Arc<DB>,
@@ -73,12 +104,14 @@ impl StateMachineStore {
     pub(crate) fn open(db: Arc<DB>) -> Result<StateMachineStore, StorageError> {
         let mut state = State::default();
         let sm = cf(&db, CF_SM);
-        for item in db.prefix_iterator_cf(sm, RESOURCE_PREFIX) {
-            let (key, value) = item.map_err(sm_err)?;
-            if !key.starts_with(RESOURCE_PREFIX) {
-                break;
-            }
-            state.load(codec::decode::<Stored>(&value).map_err(sm_err)?);
+        for stored in scan::<Stored>(&db, RESOURCE_PREFIX)? {
+            state.load(stored);
+        }
+        for counter in scan::<Counter>(&db, COUNTER_PREFIX)? {
+            state.ledger_mut().load_counter(counter);
+        }
+        for record in scan::<SyncRecord>(&db, SYNC_PREFIX)? {
+            state.ledger_mut().load_node(record);
         }
         if let Some(bytes) = db.get_cf(sm, KEY_META).map_err(sm_err)? {
             state.set_meta(codec::decode::<(Option<ClusterMeta>, u64)>(&bytes).map_err(sm_err)?);
@@ -136,9 +169,25 @@ impl StateMachineStore {
         let state = State::from_image(image);
         let sm = cf(&self.db, CF_SM);
         let mut batch = WriteBatch::default();
-        let mut end = RESOURCE_PREFIX.to_vec();
-        end.push(0xff);
-        batch.delete_range_cf(sm, RESOURCE_PREFIX, &end);
+        for prefix in [RESOURCE_PREFIX, LEDGER_PREFIX] {
+            let mut end = prefix.to_vec();
+            end.push(0xff);
+            batch.delete_range_cf(sm, prefix, &end);
+        }
+        for counter in state.ledger().counters() {
+            batch.put_cf(
+                sm,
+                counter_key(&counter.id)?,
+                codec::encode(counter).map_err(sm_err)?,
+            );
+        }
+        for record in state.ledger().to_image().nodes {
+            batch.put_cf(
+                sm,
+                sync_key(record.node),
+                codec::encode(&record).map_err(sm_err)?,
+            );
+        }
         for kind in Kind::ALL {
             for stored in state.list(kind) {
                 batch.put_cf(
@@ -247,10 +296,24 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut batch = WriteBatch::default();
         changes.sort();
         changes.dedup();
+        let mut config_changed = false;
         for change in &changes {
             match change {
                 // Written below with the revision.
-                Change::Cluster => {}
+                Change::Cluster => config_changed = true,
+                Change::Ledger(LedgerChange::Counter(id)) => {
+                    match self.state.ledger().counter(id) {
+                        Some(c) => {
+                            batch.put_cf(sm, counter_key(id)?, codec::encode(c).map_err(sm_err)?)
+                        }
+                        None => batch.delete_cf(sm, counter_key(id)?),
+                    }
+                }
+                Change::Ledger(LedgerChange::Node(node)) => {
+                    if let Some(r) = self.state.ledger().last_sync(*node) {
+                        batch.put_cf(sm, sync_key(*node), codec::encode(r).map_err(sm_err)?);
+                    }
+                }
                 Change::Resource(kind, id) => match self.state.get(*kind, id) {
                     Some(stored) => batch.put_cf(
                         sm,
@@ -261,7 +324,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 },
             }
         }
-        if !changes.is_empty() {
+        if config_changed || changes.iter().any(|c| matches!(c, Change::Resource(..))) {
             batch.put_cf(
                 sm,
                 KEY_META,

@@ -5,7 +5,10 @@ use std::io::Cursor;
 
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftLogReader};
-use raftgate_store::model::{Kind, Resource, Tenant};
+use raftgate_store::model::{
+    Kind, QuotaMetric, QuotaMode, QuotaPolicy, QuotaScope, QuotaWindow, Resource, Tenant,
+};
+use raftgate_store::quota::{CounterId, QuotaSync, Units};
 use raftgate_store::types::Entry;
 use raftgate_store::{Command, Op};
 
@@ -137,4 +140,151 @@ async fn snapshot_installs_on_another_node() {
         .await;
     assert!(err.is_err());
     assert_eq!(dst.config.load().state.count(Kind::Tenant), 5);
+}
+
+fn entry(index: u64, op: Op) -> Entry {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Command {
+            at_ms: 1_000,
+            actor: "t".into(),
+            op,
+        }),
+    }
+}
+
+fn quota_sync(serial: u64, counter: &CounterId, units: u64) -> Op {
+    Op::QuotaSync(QuotaSync {
+        node: 2,
+        epoch: 1,
+        serial,
+        voters: 3,
+        asks: vec![Units {
+            counter: counter.clone(),
+            units,
+        }],
+        returns: Vec::new(),
+        usage: vec![Units {
+            counter: counter.clone(),
+            units: 1,
+        }],
+    })
+}
+
+/// Quota grants and the dedup table are durable and travel in snapshots: a retry that
+/// reaches a restarted or snapshot-restored node is still answered, not granted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_ledger_survives_reopen_and_snapshots() {
+    let policy = Op::Create(Resource::QuotaPolicy(QuotaPolicy {
+        id: "q".into(),
+        tenant: None,
+        scope: vec![QuotaScope::ApiKey],
+        metric: QuotaMetric::Requests,
+        window: QuotaWindow::Minute,
+        limit: 90,
+        mode: QuotaMode::Strict,
+        fail_open: false,
+        hard: false,
+    }));
+    let c = CounterId {
+        policy: "q".into(),
+        key: "api_key=k".into(),
+        window_start_ms: 0,
+        window_end_ms: 60_000,
+    };
+    let a = tempfile::tempdir().expect("tempdir");
+    let b = tempfile::tempdir().expect("tempdir");
+    let first;
+    {
+        let mut s = raftgate_store::open(a.path()).expect("open");
+        let replies =
+            s.sm.apply([entry(1, policy), entry(2, quota_sync(1, &c, 50))])
+                .await
+                .expect("apply");
+        let applied = replies[1].result.clone().expect("sync applied");
+        first = applied.quota.expect("a quota reply");
+        assert_eq!(first.grants[0].units, 30, "a third of 90 for 3 voters");
+        assert_eq!(
+            s.config.load().state.revision(),
+            1,
+            "quota bookkeeping is not a configuration change"
+        );
+    }
+    let mut s = raftgate_store::open(a.path()).expect("reopen");
+    let ledger = s.config.load().state.ledger().clone();
+    let counter = ledger.counter(&c).expect("counter persisted");
+    assert_eq!((counter.total_granted(), counter.used), (30, 1));
+    let retry =
+        s.sm.apply([entry(3, quota_sync(1, &c, 50))])
+            .await
+            .expect("apply");
+    assert_eq!(
+        retry[0].result.clone().expect("ok").quota,
+        Some(first.clone())
+    );
+    assert_eq!(
+        s.config
+            .load()
+            .state
+            .ledger()
+            .counter(&c)
+            .unwrap()
+            .total_granted(),
+        30
+    );
+
+    let snap =
+        s.sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .expect("build");
+    let mut other = raftgate_store::open(b.path()).expect("open b");
+    other
+        .sm
+        .install_snapshot(
+            &snap.meta,
+            Box::new(Cursor::new(snap.snapshot.into_inner())),
+        )
+        .await
+        .expect("install");
+    drop(other);
+    let mut other = raftgate_store::open(b.path()).expect("reopen b");
+    assert_eq!(
+        other.config.load().state.ledger(),
+        s.config.load().state.ledger()
+    );
+    let retry = other
+        .sm
+        .apply([entry(4, quota_sync(1, &c, 50))])
+        .await
+        .expect("apply");
+    assert_eq!(retry[0].result.clone().expect("ok").quota, Some(first));
+    let next = other
+        .sm
+        .apply([entry(5, quota_sync(2, &c, 50))])
+        .await
+        .expect("apply");
+    assert_eq!(
+        next[0].result.clone().expect("ok").quota.unwrap().grants[0].units,
+        20,
+        "a third of the 60 left"
+    );
+
+    // Deleting the policy drops its counters, on disk too.
+    let del = other
+        .sm
+        .apply([entry(
+            6,
+            Op::Delete {
+                kind: Kind::QuotaPolicy,
+                id: "q".into(),
+            },
+        )])
+        .await
+        .expect("apply");
+    assert!(del[0].result.is_ok());
+    drop(other);
+    let other = raftgate_store::open(b.path()).expect("reopen b");
+    assert!(other.config.load().state.ledger().is_empty());
 }

@@ -61,6 +61,8 @@ impl From<ApplyError> for ApiError {
             | ApplyError::CrossTenant { .. }
             | ApplyError::Cycle { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApplyError::NotInitialized => StatusCode::SERVICE_UNAVAILABLE,
+            // Only the quota sync loop sends these; no admin call can cause one.
+            ApplyError::QuotaSync(_) => StatusCode::CONFLICT,
         };
         ApiError::new(status, e.code(), e.to_string())
     }

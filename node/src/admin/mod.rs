@@ -9,6 +9,7 @@ pub mod ops;
 pub mod resources;
 pub mod secret_fields;
 pub mod subscriptions;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(cluster::remove_member),
         )
         .route("/tokens", post(cluster::create_token))
+        .route("/usage", get(usage::usage))
         .route("/openapi.json", get(openapi::document))
         .route("/consumers/{id}/keys", post(resources::create_key))
         .route("/subscriptions/{id}/approve", post(subscriptions::approve))

@@ -205,6 +205,11 @@ pub fn build() -> OpenApi {
         ),
         ("/admin/v1/cluster/members", HttpMethod::Post, "Add a node"),
         ("/admin/v1/tokens", HttpMethod::Post, "Mint an admin token"),
+        (
+            "/admin/v1/usage",
+            HttpMethod::Get,
+            "Cluster-wide quota usage; filters: policy, api_key, consumer, tenant, route, service, model, window=current|previous|all, consistent",
+        ),
     ] {
         paths.add_path_operation(
             path,

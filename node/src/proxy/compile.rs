@@ -11,8 +11,10 @@ use http::uri::Scheme;
 use raftgate_store::config::ConfigSnapshot;
 use raftgate_store::model::{
     ActiveHealthCheck, Balancer as BalancerSpec, HashKey, Kind, Lifecycle, PathMatch, Policy,
-    Resource, Rewrite, Route, RouteTarget, Scheme as UpScheme, SubscriptionState, Upstream,
+    QuotaPolicy, Resource, Rewrite, Route, RouteTarget, Scheme as UpScheme, SubscriptionState,
+    Upstream,
 };
+use raftgate_store::state::State;
 
 use crate::proxy::auth::{self, Authenticator};
 use crate::proxy::balancer::{Balancer, StrategyKind};
@@ -38,8 +40,8 @@ pub struct RouteRt {
     pub response_headers: Option<HeaderOps>,
     pub body_limit: Option<u64>,
     pub rewrite: Option<Rewrite>,
-    /// Quota policy ids; enforced by the quota module (global quotas issue).
-    pub quotas: Vec<String>,
+    /// Request quotas checked in phase 4, in the route's order.
+    pub quotas: Vec<Arc<QuotaPolicy>>,
     pub metrics: RouteMetrics,
 }
 
@@ -209,7 +211,7 @@ pub fn compile(snapshot: Arc<ConfigSnapshot>, reg: &mut Registry, ctx: &Ctx) -> 
             r.service.clone().unwrap_or_default(),
             r.tenant.clone().unwrap_or_default(),
         );
-        match compile_route(r, service, upstream.clone(), ctx, &label) {
+        match compile_route(r, service, upstream.clone(), ctx, &label, state) {
             Ok((matcher, rt)) => {
                 labels.insert(label);
                 entries.push((matcher, Arc::new(rt)));
@@ -348,6 +350,7 @@ fn compile_route(
     upstream: Arc<UpstreamRt>,
     ctx: &Ctx,
     label: &(String, String, String),
+    state: &State,
 ) -> Result<(Matcher, RouteRt), String> {
     let headers: Vec<(String, String)> = r
         .headers
@@ -392,7 +395,10 @@ fn compile_route(
             Policy::Cors(c) => rt.cors = Some(CorsRule::compile(c, &r.methods)?),
             Policy::BodyLimit(b) => rt.body_limit = Some(b.max_bytes),
             Policy::Rewrite(w) => rt.rewrite = Some(w.clone()),
-            Policy::Quota(q) => rt.quotas.push(q.clone()),
+            Policy::Quota(q) => match state.quota_policy(q) {
+                Some(p) => rt.quotas.push(Arc::new(p.clone())),
+                None => return Err(format!("quota policy {q:?} does not exist")),
+            },
         }
     }
     auth::link(&mut rt.auth);

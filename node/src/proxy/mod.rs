@@ -31,9 +31,10 @@ use crate::proxy::access::{AccessLog, RequestIds};
 use crate::proxy::compile::{Compiled, Ctx, Registry};
 use crate::proxy::metrics::ProxyMetrics;
 use crate::proxy::target::CircuitState;
+use crate::quota::Quotas;
 use crate::secrets::SecretBox;
 
-pub use forward::{handle, ConnInfo};
+pub use forward::{handle, unix_ms, ConnInfo};
 
 /// How long the background refresher waits between checks for a new revision.
 const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
@@ -50,6 +51,7 @@ pub struct DataPlane {
     pub metrics: ProxyMetrics,
     pub access_log: Option<AccessLog>,
     pub ids: RequestIds,
+    pub quotas: Arc<Quotas>,
 }
 
 impl DataPlane {
@@ -58,6 +60,7 @@ impl DataPlane {
         registry: &prometheus::Registry,
         secrets: Option<Arc<SecretBox>>,
         access_log: Option<AccessLog>,
+        quotas: Arc<Quotas>,
     ) -> Arc<DataPlane> {
         let dp = Arc::new(DataPlane {
             config,
@@ -67,6 +70,7 @@ impl DataPlane {
             metrics: ProxyMetrics::new(registry),
             access_log,
             ids: RequestIds::new(),
+            quotas,
         });
         dp.current();
         dp

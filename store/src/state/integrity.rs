@@ -159,12 +159,67 @@ impl State {
             }
         }
         match res {
+            Resource::Route(r) => self.check_route_quotas(r)?,
+            Resource::QuotaPolicy(q) => self.check_quota_users(q)?,
             Resource::Model(m) => self.check_fallback_cycle(m)?,
             Resource::Subscription(s) => self.check_one_subscription(s)?,
             Resource::Service(s) => self.check_visibility(s)?,
             _ => {}
         }
         Ok(())
+    }
+
+    /// A REST route counts requests: token and cost quotas only fit routes to models.
+    fn check_route_quotas(&self, r: &Route) -> Result<(), ApplyError> {
+        if !matches!(r.target, RouteTarget::Upstream(_)) {
+            return Ok(());
+        }
+        for p in &r.policies {
+            let Policy::Quota(id) = p else { continue };
+            if let Some(q) = self.quota_policy(id) {
+                if q.metric != QuotaMetric::Requests {
+                    return Err(ApplyError::Invalid {
+                        kind: Kind::Route,
+                        id: r.id.clone(),
+                        field: "policies.quota".into(),
+                        message: format!(
+                            "quota policy '{id}' counts {:?}; a route to an upstream can only use request quotas",
+                            q.metric
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The same rule seen from a quota policy whose metric changes under its routes.
+    fn check_quota_users(&self, q: &QuotaPolicy) -> Result<(), ApplyError> {
+        if q.metric == QuotaMetric::Requests {
+            return Ok(());
+        }
+        let user = self.list(Kind::Route).find_map(|s| match &s.resource {
+            Resource::Route(r)
+                if matches!(r.target, RouteTarget::Upstream(_))
+                    && r.policies
+                        .iter()
+                        .any(|p| matches!(p, Policy::Quota(id) if *id == q.id)) =>
+            {
+                Some(r.id.clone())
+            }
+            _ => None,
+        });
+        match user {
+            Some(route) => Err(ApplyError::Invalid {
+                kind: Kind::QuotaPolicy,
+                id: q.id.clone(),
+                field: "metric".into(),
+                message: format!(
+                    "route '{route}' (to an upstream) uses this quota; such routes count requests only"
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// One subscription per (consumer, service): a second one is refused, naming the first.

@@ -2,6 +2,7 @@ use super::*;
 use crate::codec;
 use crate::command::Command;
 
+mod quotas;
 mod services;
 
 fn cmd(op: Op) -> Command {

@@ -1,0 +1,250 @@
+//! One counter's local side: the units this node holds for it, taken with atomics on
+//! the request path and refilled by the sync loop.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use raftgate_store::model::{QuotaMode, QuotaPolicy};
+use raftgate_store::quota::CounterId;
+use tokio::sync::Notify;
+
+/// How long a counter the ledger said is used up is believed so before asking again
+/// (units handed back by idle nodes become grantable again).
+pub const EXHAUSTED_RECHECK_MS: u64 = 1_000;
+
+pub struct Bucket {
+    pub id: CounterId,
+    pub policy: Arc<QuotaPolicy>,
+    /// Units this node may still admit. Negative after a settle charged more than was
+    /// reserved (a debt the next grants pay first).
+    balance: AtomicI64,
+    /// Units taken since the bucket was created (the sync loop derives the rate).
+    taken: AtomicU64,
+    /// Units used and not yet reported to the ledger.
+    unreported: AtomicU64,
+    /// Units that waiting calls need: the next sync asks for at least this much.
+    want: AtomicU64,
+    /// Ungranted units left in the cluster at the last grant.
+    remaining_hint: AtomicU64,
+    /// When a grant came back empty because the counter was used up (0: not known so).
+    exhausted_at_ms: AtomicU64,
+    last_use_ms: AtomicU64,
+    /// Woken after every grant for this bucket.
+    pub granted: Notify,
+    /// Sync-loop-only bookkeeping: `(taken at the last tick, units per second)`.
+    rate: Mutex<(u64, f64)>,
+}
+
+impl Bucket {
+    pub fn new(id: CounterId, policy: Arc<QuotaPolicy>, voters: u32, now_ms: u64) -> Bucket {
+        // Local mode: each node admits its share of the limit, with no Raft at all.
+        let start = match policy.mode {
+            QuotaMode::Local => policy.limit.div_ceil(u64::from(voters.max(1))),
+            QuotaMode::Strict => 0,
+        };
+        Bucket {
+            id,
+            balance: AtomicI64::new(clamp_i64(start)),
+            taken: AtomicU64::new(0),
+            unreported: AtomicU64::new(0),
+            want: AtomicU64::new(0),
+            remaining_hint: AtomicU64::new(policy.limit),
+            exhausted_at_ms: AtomicU64::new(0),
+            last_use_ms: AtomicU64::new(now_ms),
+            granted: Notify::new(),
+            rate: Mutex::new((0, 0.0)),
+            policy,
+        }
+    }
+
+    pub fn strict(&self) -> bool {
+        self.policy.mode == QuotaMode::Strict
+    }
+
+    /// Takes `units` from the balance if it holds them. Lock-free.
+    pub fn try_take(&self, units: u64, now_ms: u64) -> bool {
+        let units = clamp_i64(units);
+        let ok = self
+            .balance
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                (b >= units).then_some(b - units)
+            })
+            .is_ok();
+        if ok {
+            self.taken.fetch_add(units as u64, Ordering::Relaxed);
+            self.last_use_ms.store(now_ms, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Puts back units taken for a call that was not admitted after all.
+    pub fn put_back(&self, units: u64) {
+        self.balance.fetch_add(clamp_i64(units), Ordering::AcqRel);
+    }
+
+    /// Records units as used (reported to the ledger with the next sync).
+    pub fn record_use(&self, units: u64) {
+        self.unreported.fetch_add(units, Ordering::Relaxed);
+    }
+
+    /// Settles a reservation: returns what was not used, or charges what went over
+    /// (the balance may go below zero).
+    pub fn settle(&self, reserved: u64, used: u64) {
+        self.balance
+            .fetch_add(clamp_i64(reserved) - clamp_i64(used), Ordering::AcqRel);
+        self.record_use(used);
+    }
+
+    pub fn balance(&self) -> i64 {
+        self.balance.load(Ordering::Acquire)
+    }
+
+    /// What the `RateLimit-Remaining` header says: what the cluster had left at the last
+    /// grant plus what this node holds. Other nodes' balances count as used.
+    pub fn remaining_estimate(&self, limit: u64) -> u64 {
+        let held = self.balance().max(0) as u64;
+        let hint = if self.strict() {
+            self.remaining_hint.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        hint.saturating_add(held).min(limit)
+    }
+
+    pub fn exhausted(&self, now_ms: u64) -> bool {
+        let at = self.exhausted_at_ms.load(Ordering::Acquire);
+        at != 0 && now_ms.saturating_sub(at) < EXHAUSTED_RECHECK_MS
+    }
+
+    pub fn add_want(&self, units: u64) {
+        self.want.fetch_add(units, Ordering::AcqRel);
+    }
+
+    pub fn drop_want(&self, units: u64) {
+        let _ = self
+            .want
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                Some(w.saturating_sub(units))
+            });
+    }
+
+    // ---- the sync loop's side ----
+
+    pub fn take_want(&self) -> u64 {
+        self.want.swap(0, Ordering::AcqRel)
+    }
+
+    pub fn take_unreported(&self) -> u64 {
+        self.unreported.swap(0, Ordering::AcqRel)
+    }
+
+    pub fn last_use_ms(&self) -> u64 {
+        self.last_use_ms.load(Ordering::Relaxed)
+    }
+
+    /// Empties a positive balance (to hand it back); nothing when there is none.
+    pub fn take_all(&self) -> u64 {
+        match self
+            .balance
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                (b > 0).then_some(0)
+            }) {
+            Ok(b) => b as u64,
+            Err(_) => 0,
+        }
+    }
+
+    /// Adds a grant and wakes the calls waiting for one.
+    pub fn grant(&self, units: u64, remaining: u64, now_ms: u64) {
+        self.balance.fetch_add(clamp_i64(units), Ordering::AcqRel);
+        self.remaining_hint.store(remaining, Ordering::Relaxed);
+        let used_up = units == 0 && remaining == 0;
+        self.exhausted_at_ms
+            .store(if used_up { now_ms.max(1) } else { 0 }, Ordering::Release);
+        self.granted.notify_waiters();
+    }
+
+    /// Units per second taken lately (an exponential moving average over sync ticks).
+    pub fn tick_rate(&self, dt_secs: f64) -> f64 {
+        let taken = self.taken.load(Ordering::Relaxed);
+        let mut r = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+        let delta = taken.saturating_sub(r.0) as f64;
+        r.0 = taken;
+        if dt_secs > 0.0 {
+            r.1 = 0.6 * r.1 + 0.4 * (delta / dt_secs);
+        }
+        r.1
+    }
+}
+
+fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftgate_store::model::{QuotaMetric, QuotaScope, QuotaWindow};
+
+    fn bucket(mode: QuotaMode, limit: u64) -> Bucket {
+        let policy = QuotaPolicy {
+            id: "q".into(),
+            tenant: None,
+            scope: vec![QuotaScope::Route],
+            metric: QuotaMetric::Requests,
+            window: QuotaWindow::Minute,
+            limit,
+            mode,
+            fail_open: false,
+            hard: false,
+        };
+        let id = CounterId {
+            policy: "q".into(),
+            key: String::new(),
+            window_start_ms: 0,
+            window_end_ms: 60_000,
+        };
+        Bucket::new(id, Arc::new(policy), 3, 0)
+    }
+
+    #[test]
+    fn takes_only_what_is_held_even_concurrently() {
+        let b = Arc::new(bucket(QuotaMode::Strict, 1_000));
+        assert!(!b.try_take(1, 1), "a strict bucket starts empty");
+        b.grant(500, 100, 1);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || (0..1_000).filter(|_| b.try_take(1, 2)).count())
+            })
+            .collect();
+        let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(admitted, 500);
+        assert_eq!(b.balance(), 0);
+    }
+
+    #[test]
+    fn local_buckets_start_with_their_share_and_settles_can_owe() {
+        let b = bucket(QuotaMode::Local, 10);
+        assert_eq!(b.balance(), 4, "ceil(10 / 3)");
+        let s = bucket(QuotaMode::Strict, 100);
+        s.grant(10, 50, 1);
+        assert!(s.try_take(8, 2));
+        s.settle(8, 12); // 4 more than reserved
+        assert_eq!(s.balance(), -2);
+        assert!(!s.try_take(1, 3), "a debt blocks admission until refilled");
+        assert_eq!(s.take_unreported(), 12);
+        assert_eq!(s.take_all(), 0, "nothing to hand back while in debt");
+    }
+
+    #[test]
+    fn an_empty_grant_of_a_used_up_counter_marks_it_exhausted_for_a_while() {
+        let b = bucket(QuotaMode::Strict, 100);
+        b.grant(0, 0, 5_000);
+        assert!(b.exhausted(5_500));
+        assert!(!b.exhausted(5_000 + EXHAUSTED_RECHECK_MS));
+        b.grant(3, 0, 7_000);
+        assert!(!b.exhausted(7_000));
+        assert_eq!(b.remaining_estimate(100), 3);
+    }
+}

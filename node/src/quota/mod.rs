@@ -1,0 +1,280 @@
+//! Global quota enforcement on this node (see "Global quotas" in docs/architecture.md).
+//!
+//! A call takes units from a local [`Bucket`] with atomics; only when a bucket runs dry
+//! does the call wait, for the next grant. The sync loop ([`sync`]) tops buckets up
+//! before they run dry, hands back units idle buckets hold, and reports usage — all of a
+//! node's quota traffic for one tick in one Raft entry. The ledger in the replicated
+//! state never grants more than a limit, so the cluster never admits more than it.
+
+pub mod bucket;
+mod metrics;
+pub mod scope;
+mod sync;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use raftgate_raft::RaftNode;
+use raftgate_store::model::{QuotaMode, QuotaPolicy, QuotaWindow};
+use raftgate_store::quota::{window, CounterId};
+use tokio::sync::Notify;
+
+pub use bucket::Bucket;
+pub use metrics::QuotaMetrics;
+pub use scope::CallScope;
+
+/// How long a call waits for a grant before it is refused (or admitted, `fail_open`).
+pub const GRANT_WAIT: Duration = Duration::from_millis(1_500);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct BucketKey {
+    policy: String,
+    key: String,
+    window_start_ms: u64,
+}
+
+/// This node's side of every quota.
+pub struct Quotas {
+    raft: Option<RaftNode>,
+    buckets: DashMap<BucketKey, Arc<Bucket>>,
+    /// Wakes the sync loop early: a call is waiting for a grant.
+    wake: Notify,
+    pub metrics: QuotaMetrics,
+}
+
+/// The `RateLimit-*` values of a limited call: the most constraining of its quotas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateHeaders {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Seconds until the window resets; none for a fixed budget.
+    pub reset_secs: Option<u64>,
+}
+
+/// One quota a call must fit: the policy, the counter key (from [`CallScope::key`]) and
+/// the units to take — 1 for a request, an estimate for tokens or cost.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub policy: Arc<QuotaPolicy>,
+    pub key: String,
+    pub units: u64,
+}
+
+/// Units taken for an admitted call, one entry per quota.
+pub struct Permit {
+    taken: Vec<(Arc<Bucket>, u64)>,
+    pub headers: Option<RateHeaders>,
+}
+
+impl Permit {
+    /// Counts the units as used: a request quota is charged once the call is admitted.
+    pub fn commit(self) {
+        for (b, units) in &self.taken {
+            b.record_use(*units);
+        }
+    }
+
+    /// Settles token or cost quotas against what the call really used (`used` gives the
+    /// units for each policy's metric): returns what was reserved and not used, or
+    /// charges what went over.
+    pub fn settle(self, used: impl Fn(&QuotaPolicy) -> u64) {
+        for (b, reserved) in &self.taken {
+            b.settle(*reserved, used(&b.policy));
+        }
+    }
+
+    /// The smallest reservation among the quotas: a `hard` policy cuts a stream off here.
+    pub fn hard_budget(&self) -> Option<u64> {
+        self.taken
+            .iter()
+            .filter(|(b, _)| b.policy.hard)
+            .map(|(_, r)| *r)
+            .min()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The limit is reached for this window.
+    Exhausted {
+        policy: String,
+        limit: u64,
+        window: QuotaWindow,
+        headers: RateHeaders,
+    },
+    /// No units held and none could be granted in time (no leader reachable).
+    Unavailable { policy: String },
+}
+
+impl Quotas {
+    /// `raft: None` gives a node-less engine for unit tests: strict quotas never get grants.
+    pub fn new(raft: Option<RaftNode>, registry: &prometheus::Registry) -> Arc<Quotas> {
+        Arc::new(Quotas {
+            raft,
+            buckets: DashMap::new(),
+            wake: Notify::new(),
+            metrics: QuotaMetrics::new(registry),
+        })
+    }
+
+    fn voters(&self) -> u32 {
+        self.raft.as_ref().map_or(1, |r| {
+            let n = r
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .count();
+            n.max(1) as u32
+        })
+    }
+
+    /// The bucket of `policy`'s counter `key` for the window holding `now_ms`.
+    fn bucket(&self, policy: &Arc<QuotaPolicy>, key: String, now_ms: u64) -> Arc<Bucket> {
+        let (start, end) = window::bounds(policy.window, now_ms);
+        let k = BucketKey {
+            policy: policy.id.clone(),
+            key,
+            window_start_ms: start,
+        };
+        if let Some(b) = self.buckets.get(&k) {
+            if same_counting(&b.policy, policy) {
+                return b.clone();
+            }
+        }
+        let fresh = || {
+            let id = CounterId {
+                policy: policy.id.clone(),
+                key: k.key.clone(),
+                window_start_ms: start,
+                window_end_ms: end,
+            };
+            Arc::new(Bucket::new(id, policy.clone(), self.voters(), now_ms))
+        };
+        let mut entry = self.buckets.entry(k.clone()).or_insert_with(fresh);
+        if !same_counting(&entry.policy, policy) {
+            *entry = fresh();
+        }
+        entry.clone()
+    }
+
+    /// Takes each check's units from its quota, or nothing at all.
+    pub async fn admit(&self, checks: &[Check], now_ms: u64) -> Result<Permit, Rejection> {
+        let mut permit = Permit {
+            taken: Vec::with_capacity(checks.len()),
+            headers: None,
+        };
+        for Check { policy, key, units } in checks {
+            let units = *units;
+            let b = self.bucket(policy, key.clone(), now_ms);
+            match self.acquire(&b, units, now_ms).await {
+                Ok(()) => {
+                    self.metrics.admitted(&policy.id);
+                    permit.taken.push((b.clone(), units));
+                }
+                Err(Taken::Exhausted) => {
+                    self.metrics.rejected(&policy.id, "exhausted");
+                    for (b, u) in permit.taken.drain(..) {
+                        b.put_back(u);
+                    }
+                    return Err(Rejection::Exhausted {
+                        policy: policy.id.clone(),
+                        limit: policy.limit,
+                        window: policy.window,
+                        headers: headers_of(&b, policy, now_ms),
+                    });
+                }
+                Err(Taken::Unavailable) if policy.fail_open => {
+                    // Admitted without a lease: counted as used, never as granted.
+                    self.metrics.rejected(&policy.id, "fail_open");
+                    b.record_use(units);
+                }
+                Err(Taken::Unavailable) => {
+                    self.metrics.rejected(&policy.id, "unavailable");
+                    for (b, u) in permit.taken.drain(..) {
+                        b.put_back(u);
+                    }
+                    return Err(Rejection::Unavailable {
+                        policy: policy.id.clone(),
+                    });
+                }
+            }
+            let h = headers_of(&b, policy, now_ms);
+            if permit.headers.is_none_or(|p| h.remaining < p.remaining) {
+                permit.headers = Some(h);
+            }
+        }
+        Ok(permit)
+    }
+
+    /// Takes `units` from `b`, waiting for a grant when it holds too few.
+    async fn acquire(&self, b: &Arc<Bucket>, units: u64, now_ms: u64) -> Result<(), Taken> {
+        if b.try_take(units, now_ms) {
+            return Ok(());
+        }
+        if !b.strict() || units > b.policy.limit {
+            return Err(Taken::Exhausted);
+        }
+        let deadline = tokio::time::Instant::now() + GRANT_WAIT;
+        loop {
+            if b.exhausted(crate::proxy::unix_ms()) {
+                return Err(Taken::Exhausted);
+            }
+            let granted = b.granted.notified();
+            tokio::pin!(granted);
+            granted.as_mut().enable();
+            if b.try_take(units, now_ms) {
+                return Ok(());
+            }
+            b.add_want(units);
+            self.wake.notify_one();
+            if tokio::time::timeout_at(deadline, granted).await.is_err() {
+                b.drop_want(units);
+                return if b.try_take(units, now_ms) {
+                    Ok(())
+                } else {
+                    Err(Taken::Unavailable)
+                };
+            }
+            if b.try_take(units, now_ms) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Buckets held now (for metrics and tests).
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+}
+
+enum Taken {
+    Exhausted,
+    Unavailable,
+}
+
+/// Header values from the current policy (its limit may be newer than the bucket's).
+fn headers_of(b: &Bucket, policy: &QuotaPolicy, now_ms: u64) -> RateHeaders {
+    RateHeaders {
+        limit: policy.limit,
+        remaining: b.remaining_estimate(policy.limit),
+        reset_secs: (policy.window != QuotaWindow::Fixed)
+            .then(|| b.id.window_end_ms.saturating_sub(now_ms).div_ceil(1_000)),
+    }
+}
+
+/// Whether a bucket made for `old` still counts right for `new` (a limit change alone
+/// keeps the bucket; the ledger applies the new limit to later grants).
+fn same_counting(old: &QuotaPolicy, new: &QuotaPolicy) -> bool {
+    old.scope == new.scope
+        && old.window == new.window
+        && old.metric == new.metric
+        && old.mode == new.mode
+        && (old.mode == QuotaMode::Strict || old.limit == new.limit)
+        && old.hard == new.hard
+}
+
+#[cfg(test)]
+mod tests;

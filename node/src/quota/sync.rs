@@ -1,0 +1,224 @@
+//! The sync loop: once per tick (sooner when a call waits), one Raft entry with all of
+//! this node's asks, hand-backs and usage reports; grants go into the buckets.
+//!
+//! Asks are sized from each bucket's recent rate so a busy bucket is topped up before it
+//! runs dry. A write whose outcome is unknown (timeout, leader change) is sent again with
+//! the same serial: the ledger answers a repeat with its recorded reply.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raftgate_store::quota::{QuotaReply, QuotaSync, Units};
+use raftgate_store::{Command, Op};
+use tokio::sync::watch;
+
+use super::{Bucket, Quotas};
+use crate::proxy::unix_ms;
+
+/// Sync period when nothing waits.
+const TICK: Duration = Duration::from_millis(50);
+/// How long one sync write may take before it is retried (same serial).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A busy bucket is topped up to this much traffic...
+const LEAD_SECS: f64 = 0.5;
+/// ...when it holds less than this much.
+const LOW_SECS: f64 = 0.2;
+/// A bucket unused this long hands its units back (if its window has that long left).
+const IDLE_RETURN_MS: u64 = 3_000;
+/// Usage is reported at least this often (and with every sync that goes anyway).
+const USAGE_EVERY_MS: u64 = 1_000;
+/// At most this many items per Raft entry; more wait for the next tick.
+const MAX_ITEMS: usize = 4_096;
+
+struct Batch {
+    sync: QuotaSync,
+    /// The bucket of each ask, in order.
+    ask_buckets: Vec<Arc<Bucket>>,
+}
+
+impl Quotas {
+    /// Runs until `stop` flips. Does nothing on a node-less engine.
+    pub async fn run(self: Arc<Quotas>, mut stop: watch::Receiver<bool>) {
+        let Some(raft) = self.raft.clone() else {
+            return;
+        };
+        let epoch: u64 = rand::random();
+        let mut serial = 0u64;
+        let mut pending: Option<Batch> = None;
+        let mut last_tick = Instant::now();
+        let mut last_usage_ms = 0u64;
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            let now_ms = unix_ms();
+            let batch = match pending.take() {
+                Some(b) => b,
+                None => {
+                    let dt = last_tick.elapsed().as_secs_f64();
+                    last_tick = Instant::now();
+                    let report = now_ms.saturating_sub(last_usage_ms) >= USAGE_EVERY_MS;
+                    let b = self.collect(now_ms, dt, report, serial + 1, epoch, raft.id());
+                    if b.sync.asks.is_empty()
+                        && b.sync.returns.is_empty()
+                        && b.sync.usage.is_empty()
+                    {
+                        continue;
+                    }
+                    if report || !b.sync.usage.is_empty() {
+                        last_usage_ms = now_ms;
+                    }
+                    serial += 1;
+                    b
+                }
+            };
+            let cmd = Command::new("quota", Op::QuotaSync(batch.sync.clone()));
+            let answer = tokio::time::timeout(WRITE_TIMEOUT, raft.write(cmd)).await;
+            match answer {
+                Ok(Ok(resp)) => match resp.result {
+                    Ok(applied) => {
+                        self.metrics.sync(true);
+                        let reply = applied.quota.unwrap_or_default();
+                        self.apply_reply(&batch, &reply, unix_ms());
+                    }
+                    Err(e) => {
+                        // Refused whole (stale or malformed): nothing was granted.
+                        self.metrics.sync(false);
+                        tracing::warn!(error = %e, "quota sync refused");
+                        // Waiting calls ask again with the next sync.
+                        for b in &batch.ask_buckets {
+                            b.granted.notify_waiters();
+                        }
+                    }
+                },
+                Ok(Err(e)) => {
+                    self.metrics.sync(false);
+                    tracing::debug!(error = %e, "quota sync failed; retrying");
+                    pending = Some(batch);
+                    tokio::time::sleep(TICK).await;
+                }
+                Err(_) => {
+                    self.metrics.sync(false);
+                    tracing::debug!("quota sync timed out; retrying");
+                    pending = Some(batch);
+                }
+            }
+        }
+    }
+
+    /// Builds this tick's sync: asks for buckets that need units, hand-backs from idle
+    /// ones, usage, and drops buckets whose window is over (after reporting them).
+    fn collect(
+        &self,
+        now_ms: u64,
+        dt_secs: f64,
+        report_usage: bool,
+        serial: u64,
+        epoch: u64,
+        node: u64,
+    ) -> Batch {
+        let voters = self.voters();
+        let mut sync = QuotaSync {
+            node,
+            epoch,
+            serial,
+            voters,
+            asks: Vec::new(),
+            returns: Vec::new(),
+            usage: Vec::new(),
+        };
+        let mut ask_buckets = Vec::new();
+        let mut over = Vec::new();
+        let mut items = 0usize;
+        let mut balances: std::collections::BTreeMap<String, i64> = Default::default();
+        for entry in self.buckets.iter() {
+            if items >= MAX_ITEMS {
+                break;
+            }
+            let b = entry.value();
+            let ended = b.id.window_end_ms <= now_ms;
+            let want = if ended { 0 } else { b.take_want() };
+            if ended || report_usage || want > 0 {
+                let used = b.take_unreported();
+                if used > 0 {
+                    sync.usage.push(Units {
+                        counter: b.id.clone(),
+                        units: used,
+                    });
+                    items += 1;
+                }
+            }
+            if ended {
+                over.push(entry.key().clone());
+                continue;
+            }
+            *balances.entry(b.policy.id.clone()).or_default() += b.balance();
+            if !b.strict() {
+                continue;
+            }
+            let rate = b.tick_rate(dt_secs);
+            let balance = b.balance();
+            let recently_used = now_ms.saturating_sub(b.last_use_ms()) < IDLE_RETURN_MS;
+            let low = (rate * LOW_SECS) as i64;
+            let needs = want > 0 || (recently_used && balance <= low && rate > 0.0);
+            if needs && (want > 0 || !b.exhausted(now_ms)) {
+                let target = ((rate * LEAD_SECS).ceil() as u64)
+                    .min(hold_cap(b, voters))
+                    .max(first_ask(b, voters));
+                let desired = target.max(want) as i64;
+                let units = (desired - balance).max(1) as u64;
+                sync.asks.push(Units {
+                    counter: b.id.clone(),
+                    units,
+                });
+                ask_buckets.push(b.clone());
+                items += 1;
+            } else if !recently_used
+                && b.id.window_end_ms.saturating_sub(now_ms) > IDLE_RETURN_MS
+                && balance > 0
+            {
+                let back = b.take_all();
+                if back > 0 {
+                    sync.returns.push(Units {
+                        counter: b.id.clone(),
+                        units: back,
+                    });
+                    items += 1;
+                }
+            }
+        }
+        for key in over {
+            self.buckets.remove(&key);
+        }
+        for (policy, balance) in balances {
+            self.metrics.balance(&policy, balance);
+        }
+        self.metrics.buckets(self.buckets.len());
+        Batch { sync, ask_buckets }
+    }
+
+    fn apply_reply(&self, batch: &Batch, reply: &QuotaReply, now_ms: u64) {
+        for (i, b) in batch.ask_buckets.iter().enumerate() {
+            let g = reply.grants.get(i).copied().unwrap_or_default();
+            if g.units > 0 {
+                self.metrics.granted(g.units);
+            }
+            b.grant(g.units, g.remaining, now_ms);
+        }
+    }
+}
+
+/// The most a node tops a bucket up to, whatever its rate: units a node holds are lost
+/// to the cluster for the window if it crashes or is cut off, so this bounds what one
+/// failure can strand to 1/20 of the limit per voter (a busy node refills more often).
+fn hold_cap(b: &Bucket, voters: u32) -> u64 {
+    (b.policy.limit / (u64::from(voters.max(1)) * 20)).max(1)
+}
+
+/// The ask of a bucket with no rate yet: a small slice of the limit, so the first
+/// caller's node does not take a share other nodes may need.
+fn first_ask(b: &Bucket, voters: u32) -> u64 {
+    (b.policy.limit / (u64::from(voters.max(1)) * 32)).max(1)
+}

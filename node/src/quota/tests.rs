@@ -1,0 +1,142 @@
+use std::sync::Arc;
+
+use raftgate_store::model::{QuotaMetric, QuotaMode, QuotaPolicy, QuotaScope, QuotaWindow};
+
+use super::*;
+
+fn policy(id: &str, limit: u64, mode: QuotaMode, fail_open: bool) -> Arc<QuotaPolicy> {
+    Arc::new(QuotaPolicy {
+        id: id.into(),
+        tenant: None,
+        scope: vec![QuotaScope::ApiKey],
+        metric: QuotaMetric::Requests,
+        window: QuotaWindow::Minute,
+        limit,
+        mode,
+        fail_open,
+        hard: false,
+    })
+}
+
+fn check(p: &Arc<QuotaPolicy>, key: &str, units: u64) -> Check {
+    Check {
+        policy: p.clone(),
+        key: key.into(),
+        units,
+    }
+}
+
+const NOW: u64 = 1_764_222_187_123;
+
+fn engine() -> Arc<Quotas> {
+    Quotas::new(None, &prometheus::Registry::new())
+}
+
+#[tokio::test]
+async fn local_mode_admits_its_share_then_rejects_with_headers() {
+    let q = engine();
+    // No Raft: one voter, so the whole limit is this node's share.
+    let p = policy("local", 3, QuotaMode::Local, false);
+    let checks = vec![check(&p, "api_key=k", 1)];
+    for left in [2, 1, 0] {
+        let permit = q.admit(&checks, NOW).await.expect("admitted");
+        let h = permit.headers.expect("headers");
+        assert_eq!((h.limit, h.remaining), (3, left));
+        assert_eq!(h.reset_secs, Some(53), "the minute ends 52.877 s later");
+        permit.commit();
+    }
+    match q.admit(&checks, NOW).await {
+        Err(Rejection::Exhausted {
+            policy, headers, ..
+        }) => {
+            assert_eq!(policy, "local");
+            assert_eq!(headers.remaining, 0);
+        }
+        _ => panic!("the fourth call must be refused"),
+    }
+    // Another key has its own counter; the next window starts over.
+    let other = vec![check(&p, "api_key=k2", 1)];
+    assert!(q.admit(&other, NOW).await.is_ok());
+    assert!(q.admit(&checks, NOW + 60_000).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_refusal_by_one_quota_puts_back_what_the_others_took() {
+    let q = engine();
+    let roomy = policy("roomy", 10, QuotaMode::Local, false);
+    let tight = policy("tight", 1, QuotaMode::Local, false);
+    let checks = vec![check(&roomy, "k", 1), check(&tight, "k", 1)];
+    assert!(q.admit(&checks, NOW).await.is_ok());
+    for _ in 0..3 {
+        assert!(q.admit(&checks, NOW).await.is_err());
+    }
+    // Only the admitted call took a unit from the roomy quota.
+    let b = q.bucket(&roomy, "k".into(), NOW);
+    assert_eq!(b.balance(), 9);
+}
+
+#[tokio::test]
+async fn strict_quotas_without_a_leader_fail_closed_unless_fail_open() {
+    let q = engine();
+    let closed = vec![check(&policy("s", 100, QuotaMode::Strict, false), "k", 1)];
+    match q.admit(&closed, NOW).await {
+        Err(Rejection::Unavailable { policy }) => assert_eq!(policy, "s"),
+        _ => panic!("no grant can come: the call must be refused"),
+    }
+    let open = vec![check(&policy("o", 100, QuotaMode::Strict, true), "k", 1)];
+    let permit = q.admit(&open, NOW).await.expect("fail_open admits");
+    permit.commit();
+    let b = q.bucket(&open[0].policy, "k".into(), NOW);
+    assert_eq!(
+        b.take_unreported(),
+        1,
+        "admitted without a lease, still counted as used"
+    );
+}
+
+#[tokio::test]
+async fn waiting_calls_take_a_grant_when_it_arrives() {
+    let q = engine();
+    let p = policy("s", 100, QuotaMode::Strict, false);
+    let checks = vec![check(&p, "k", 1)];
+    let b = q.bucket(&p, "k".into(), NOW);
+    let waiter = {
+        let q = q.clone();
+        let checks2 = vec![check(&p, "k", 2)];
+        tokio::spawn(async move { q.admit(&checks2, NOW).await.is_ok() })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    b.grant(5, 40, NOW);
+    assert!(waiter.await.unwrap());
+    assert_eq!(b.balance(), 3);
+    // A counter the ledger says is used up is refused at once, without waiting.
+    b.take_all();
+    b.grant(0, 0, crate::proxy::unix_ms());
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        q.admit(&checks, NOW).await,
+        Err(Rejection::Exhausted { .. })
+    ));
+    assert!(started.elapsed() < GRANT_WAIT);
+}
+
+#[tokio::test]
+async fn settling_returns_the_unused_part_of_a_reservation_or_charges_the_overshoot() {
+    let q = engine();
+    let mut hard = (*policy("tokens", 100, QuotaMode::Local, false)).clone();
+    hard.metric = QuotaMetric::TotalTokens;
+    hard.hard = true;
+    let p = Arc::new(hard);
+    let b = q.bucket(&p, "k".into(), NOW);
+    let permit = q.admit(&[check(&p, "k", 30)], NOW).await.expect("reserved");
+    assert_eq!(permit.hard_budget(), Some(30));
+    assert_eq!(b.balance(), 70);
+    permit.settle(|_| 10);
+    assert_eq!(b.balance(), 90, "20 reserved and not used come back");
+    let permit = q.admit(&[check(&p, "k", 30)], NOW).await.expect("reserved");
+    permit.settle(|_| 50);
+    assert_eq!(b.balance(), 40, "20 over the reservation are charged");
+    assert_eq!(b.take_unreported(), 60, "usage is what was really used");
+    // More than the balance holds cannot be reserved.
+    assert!(q.admit(&[check(&p, "k", 41)], NOW).await.is_err());
+}
