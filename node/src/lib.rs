@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod dataplane;
 pub mod dev;
+pub mod llm;
 pub mod metrics;
 pub mod proxy;
 pub mod quota;

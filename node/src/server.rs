@@ -152,12 +152,14 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
     };
     let quotas = crate::quota::Quotas::new(Some(raft.clone()), metrics.registry());
     tasks.push(tokio::spawn(quotas.clone().run(stopped.clone())));
+    let llm = crate::llm::Llm::new(metrics.registry(), state.secrets.clone(), quotas.clone());
     let dp = crate::proxy::DataPlane::new(
         state.config.clone(),
         metrics.registry(),
         state.secrets.clone(),
         access_log,
         quotas,
+        llm,
     );
     tasks.push(tokio::spawn(dp.clone().refresh_loop(stopped.clone())));
     tasks.push(tokio::spawn(crate::dataplane::serve(

@@ -254,6 +254,28 @@ pub struct Model {
     pub fallbacks: Vec<String>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Quota policies every call to this model must fit (requests, tokens or cost).
+    #[serde(default)]
+    pub quotas: Vec<String>,
+    /// Output tokens reserved against token and cost quotas when a request sets no
+    /// `max_tokens` (default 1024).
+    #[serde(default)]
+    pub default_max_tokens: Option<u32>,
+    /// Prices in USD per million tokens; when absent, the built-in table for well-known
+    /// upstream model names applies (else the call costs 0).
+    #[serde(default)]
+    pub pricing: Option<Pricing>,
+}
+
+/// USD per million tokens, which is also micro-dollars per token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    pub input: f64,
+    pub output: f64,
+    /// Cached input tokens; defaults to the input price.
+    #[serde(default)]
+    pub cached_input: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -102,6 +102,24 @@ pub fn validate(res: &Resource) -> Result<(), ApplyError> {
             if m.timeout_ms == Some(0) {
                 return Err(cx.err("timeout_ms", "must be positive"));
             }
+            if m.default_max_tokens == Some(0) {
+                return Err(cx.err("default_max_tokens", "must be positive"));
+            }
+            if let Some(p) = &m.pricing {
+                let prices = [Some(p.input), Some(p.output), p.cached_input];
+                if prices
+                    .iter()
+                    .flatten()
+                    .any(|v| !v.is_finite() || *v < 0.0 || *v > 1.0e6)
+                {
+                    return Err(
+                        cx.err("pricing", "prices are USD per million tokens, 0 to 1000000")
+                    );
+                }
+            }
+            for q in &m.quotas {
+                check_id(&cx, "quotas", q, false)?;
+            }
         }
         Resource::PromptTemplate(p) => {
             opt_tenant(&cx, &p.tenant)?;

@@ -45,6 +45,11 @@ pub fn prepare(
             Some(Resource::Provider(o)) => new.api_key = o.api_key.clone(),
             _ => return Err(placeholder_on_create(Kind::Provider, &new.id, "api_key")),
         },
+        Resource::Provider(new) => {
+            if let Some(key) = new.api_key.as_deref() {
+                new.api_key = Some(provider_key(secrets, &new.id, key)?);
+            }
+        }
         Resource::Route(new) => {
             let old_policies = match old {
                 Some(Resource::Route(o)) => o.policies.as_slice(),
@@ -82,6 +87,25 @@ pub fn prepare(
         _ => {}
     }
     Ok(())
+}
+
+/// A provider's API key as it enters the log: encrypted under the node's secret key.
+fn provider_key(secrets: Option<&SecretBox>, id: &str, key: &str) -> Result<String, ApiError> {
+    if SecretBox::is_encrypted(key) {
+        return Err(invalid(
+            Kind::Provider,
+            id,
+            "api_key",
+            "send the provider's key; encrypted 'enc:v1:' values are made by the gateway",
+        ));
+    }
+    let secrets = secrets.ok_or_else(|| {
+        ApiError::bad_request(
+            "secret_key_missing",
+            "provider API keys are encrypted before they are replicated: set secret_key_file              in the node config (or --secret-key-file / RAFTGATE_SECRET_KEY_FILE, or the key              itself in RAFTGATE_SECRET_KEY) on every node, with the same 32-byte key",
+        )
+    })?;
+    Ok(secrets.encrypt(key))
 }
 
 /// Checks that `cert_pem` and `key_pem` parse and belong together, then replaces the key
@@ -216,6 +240,19 @@ mod tests {
         assert_eq!(new, old);
         let e = prepare(None, &mut provider(REDACTED), None).expect_err("create");
         assert_eq!(field_of(&e), "api_key");
+        // A new key is encrypted before it is proposed, and refused without a secret key.
+        let e = prepare(None, &mut provider("sk-new"), None).expect_err("no secret key");
+        assert_eq!(e.code, "secret_key_missing");
+        let sb = SecretBox::from_key([7; 32]);
+        let mut fresh = provider("sk-new");
+        prepare(Some(&sb), &mut fresh, None).expect("encrypted");
+        let Resource::Provider(p) = &fresh else {
+            unreachable!()
+        };
+        let stored = p.api_key.clone().expect("a key");
+        assert!(SecretBox::is_encrypted(&stored) && !stored.contains("sk-new"));
+        assert_eq!(sb.decrypt(&stored).expect("decrypts"), "sk-new");
+        assert!(prepare(Some(&sb), &mut provider(&stored), None).is_err());
 
         let jwt = |secret: &str| {
             Policy::JwtAuth(JwtAuth {

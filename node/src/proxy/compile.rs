@@ -10,9 +10,9 @@ use http::header::HeaderValue;
 use http::uri::Scheme;
 use raftgate_store::config::ConfigSnapshot;
 use raftgate_store::model::{
-    ActiveHealthCheck, Balancer as BalancerSpec, HashKey, Kind, Lifecycle, PathMatch, Policy,
-    QuotaPolicy, Resource, Rewrite, Route, RouteTarget, Scheme as UpScheme, SubscriptionState,
-    Upstream,
+    ActiveHealthCheck, Balancer as BalancerSpec, HashKey, Kind, Lifecycle, PathMatch,
+    PermissionTarget, Policy, QuotaPolicy, Resource, Rewrite, Route, RouteTarget,
+    Scheme as UpScheme, SubscriptionState, Upstream,
 };
 use raftgate_store::state::State;
 
@@ -81,6 +81,8 @@ pub struct Compiled {
     pub subscriptions: HashMap<String, HashMap<String, SubscriptionState>>,
     /// consumer → routes granted to it by a Permission.
     pub route_grants: HashMap<String, HashSet<String>>,
+    /// consumer → models granted to it by a Permission.
+    pub model_grants: HashMap<String, HashSet<String>>,
     pub upstreams: Vec<Arc<UpstreamRt>>,
     pub certs: Arc<CertIndex>,
 }
@@ -93,6 +95,7 @@ impl Compiled {
             router: Router::default(),
             subscriptions: HashMap::new(),
             route_grants: HashMap::new(),
+            model_grants: HashMap::new(),
             upstreams: Vec::new(),
             certs: Arc::new(CertIndex::default()),
         }
@@ -234,14 +237,17 @@ pub fn compile(snapshot: Arc<ConfigSnapshot>, reg: &mut Registry, ctx: &Ctx) -> 
         }
     }
     let mut route_grants: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut model_grants: HashMap<String, HashSet<String>> = HashMap::new();
     for s in state.list(Kind::Permission) {
         if let Resource::Permission(p) = &s.resource {
-            if let raftgate_store::model::PermissionTarget::Route(r) = &p.target {
-                route_grants
-                    .entry(p.consumer.clone())
-                    .or_default()
-                    .insert(r.clone());
-            }
+            let (grants, target) = match &p.target {
+                PermissionTarget::Route(r) => (&mut route_grants, r),
+                PermissionTarget::Model(m) => (&mut model_grants, m),
+            };
+            grants
+                .entry(p.consumer.clone())
+                .or_default()
+                .insert(target.clone());
         }
     }
 
@@ -263,6 +269,7 @@ pub fn compile(snapshot: Arc<ConfigSnapshot>, reg: &mut Registry, ctx: &Ctx) -> 
         router: Router::new(entries),
         subscriptions,
         route_grants,
+        model_grants,
         upstreams: upstreams.into_values().collect(),
         certs,
         snapshot,

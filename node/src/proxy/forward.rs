@@ -193,19 +193,28 @@ pub async fn handle(
         log: dp.access_log.clone(),
     };
     let mut extra = HeaderMap::new();
-    let result = route_and_forward(
-        &compiled,
-        &dp.quotas,
-        conn,
-        &mut parts,
-        body,
-        upgrade,
-        &uri,
-        &host,
-        &mut outcome,
-        &mut extra,
-    )
-    .await;
+    let result = match crate::llm::Api::of(&parts.method, uri.path()) {
+        // The LLM API is reserved on every data-plane port, before user routes.
+        Some(api) => Ok(dp
+            .llm
+            .serve(api, &compiled, &parts, body, &mut outcome)
+            .await),
+        None => {
+            route_and_forward(
+                &compiled,
+                &dp.quotas,
+                conn,
+                &mut parts,
+                body,
+                upgrade,
+                &uri,
+                &host,
+                &mut outcome,
+                &mut extra,
+            )
+            .await
+        }
+    };
     let mut resp = match result {
         Ok(r) => r,
         Err((status, code, message)) => {

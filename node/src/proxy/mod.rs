@@ -27,6 +27,7 @@ use arc_swap::ArcSwap;
 use hyper::body::Bytes;
 use raftgate_store::config::ConfigHandle;
 
+use crate::llm::Llm;
 use crate::proxy::access::{AccessLog, RequestIds};
 use crate::proxy::compile::{Compiled, Ctx, Registry};
 use crate::proxy::metrics::ProxyMetrics;
@@ -52,6 +53,7 @@ pub struct DataPlane {
     pub access_log: Option<AccessLog>,
     pub ids: RequestIds,
     pub quotas: Arc<Quotas>,
+    pub llm: Arc<Llm>,
 }
 
 impl DataPlane {
@@ -61,6 +63,7 @@ impl DataPlane {
         secrets: Option<Arc<SecretBox>>,
         access_log: Option<AccessLog>,
         quotas: Arc<Quotas>,
+        llm: Arc<Llm>,
     ) -> Arc<DataPlane> {
         let dp = Arc::new(DataPlane {
             config,
@@ -71,6 +74,7 @@ impl DataPlane {
             access_log,
             ids: RequestIds::new(),
             quotas,
+            llm,
         });
         dp.current();
         dp

@@ -61,6 +61,7 @@ pub(super) fn refs(res: &Resource) -> Vec<Ref> {
                     .map(|d| r("deployments.provider", Kind::Provider, &d.provider)),
             );
             v.extend(m.fallbacks.iter().map(|f| r("fallbacks", Kind::Model, f)));
+            v.extend(m.quotas.iter().map(|q| r("quotas", Kind::QuotaPolicy, q)));
             v
         }
         Resource::Permission(p) => vec![

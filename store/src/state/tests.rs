@@ -113,6 +113,9 @@ fn model(id: &str, fallbacks: &[&str]) -> Resource {
         }],
         fallbacks: fallbacks.iter().map(|s| s.to_string()).collect(),
         timeout_ms: None,
+        quotas: Vec::new(),
+        default_max_tokens: None,
+        pricing: None,
     })
 }
 

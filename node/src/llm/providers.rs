@@ -1,0 +1,461 @@
+//! Calls to providers: one request per attempt in the provider's own wire format, its
+//! answer turned into the canonical OpenAI shape (whole, or a stream of chunks).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use raftgate_store::model::{Provider, ProviderType};
+use serde_json::Value;
+
+use super::mock;
+use super::translate::sse::{SseEvent, SseParser};
+use super::translate::{anthropic, gemini, openai, TranslateError};
+
+/// Largest non-streamed provider answer read.
+const MAX_BODY: usize = 32 * 1024 * 1024;
+/// The Anthropic API version sent.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Where one attempt goes.
+pub struct Target<'a> {
+    pub provider: &'a Provider,
+    /// The provider's key, decrypted.
+    pub api_key: Option<String>,
+    pub upstream_model: &'a str,
+    pub public_model: &'a str,
+}
+
+/// Why an attempt failed, and whether another deployment may be tried.
+#[derive(Debug, Clone)]
+pub struct AttemptError {
+    /// 429, 5xx, timeouts and connection errors: try the next deployment.
+    pub retryable: bool,
+    /// The provider's status, if it answered.
+    pub status: Option<u16>,
+    pub retry_after: Option<Duration>,
+    pub message: String,
+}
+
+impl AttemptError {
+    fn transport(e: &reqwest::Error) -> AttemptError {
+        let what = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "connection failed"
+        } else {
+            "transport error"
+        };
+        AttemptError {
+            retryable: true,
+            status: None,
+            retry_after: None,
+            message: format!("provider {what}: {e}"),
+        }
+    }
+
+    fn bad_answer(e: impl std::fmt::Display) -> AttemptError {
+        AttemptError {
+            retryable: true,
+            status: None,
+            retry_after: None,
+            message: format!("provider answer not understood: {e}"),
+        }
+    }
+}
+
+/// A canonical answer.
+pub enum Answer {
+    Whole(Value),
+    Stream(Box<ChunkStream>),
+}
+
+/// Canonical `chat.completion.chunk`s from a provider stream.
+pub struct ChunkStream {
+    source: Source,
+    parser: SseParser,
+    decoder: Decoder,
+    ready: VecDeque<Value>,
+    done: bool,
+}
+
+enum Source {
+    Http(reqwest::Response),
+    Mock,
+}
+
+enum Decoder {
+    OpenAi,
+    Anthropic(anthropic::AnthropicToOpenaiStream),
+    Gemini(gemini::GeminiToOpenaiStream),
+}
+
+impl ChunkStream {
+    fn http(resp: reqwest::Response, decoder: Decoder) -> ChunkStream {
+        ChunkStream {
+            source: Source::Http(resp),
+            parser: SseParser::new(),
+            decoder,
+            ready: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    pub fn mock(chunks: Vec<Value>) -> ChunkStream {
+        ChunkStream {
+            source: Source::Mock,
+            parser: SseParser::new(),
+            decoder: Decoder::OpenAi,
+            ready: chunks.into(),
+            done: true,
+        }
+    }
+
+    /// The next chunk; `None` at the end of the stream. `idle` bounds the wait for bytes.
+    pub async fn next(&mut self, idle: Duration) -> Result<Option<Value>, AttemptError> {
+        loop {
+            if let Some(c) = self.ready.pop_front() {
+                return Ok(Some(c));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            let Source::Http(resp) = &mut self.source else {
+                return Ok(None);
+            };
+            let bytes = match tokio::time::timeout(idle, resp.chunk()).await {
+                Err(_) => {
+                    return Err(AttemptError {
+                        retryable: true,
+                        status: None,
+                        retry_after: None,
+                        message: format!("provider stream idle for {idle:?}"),
+                    })
+                }
+                Ok(Err(e)) => return Err(AttemptError::transport(&e)),
+                Ok(Ok(None)) => {
+                    // Gemini has no end event: flush what the parser and decoder hold.
+                    self.done = true;
+                    let tail = self.parser.finish();
+                    for ev in tail {
+                        self.decode(&ev)?;
+                    }
+                    if let Decoder::Gemini(d) = &mut self.decoder {
+                        self.ready.extend(d.finish());
+                    }
+                    continue;
+                }
+                Ok(Ok(Some(b))) => b,
+            };
+            let events = self.parser.push(&bytes).map_err(AttemptError::bad_answer)?;
+            for ev in events {
+                self.decode(&ev)?;
+            }
+        }
+    }
+
+    fn decode(&mut self, ev: &SseEvent) -> Result<(), AttemptError> {
+        match &mut self.decoder {
+            Decoder::OpenAi => {
+                if ev.data.trim() == "[DONE]" {
+                    self.done = true;
+                    return Ok(());
+                }
+                let v: Value = serde_json::from_str(&ev.data).map_err(AttemptError::bad_answer)?;
+                if let Some(msg) = v.pointer("/error/message").and_then(Value::as_str) {
+                    return Err(AttemptError::bad_answer(format!("stream error: {msg}")));
+                }
+                self.ready.push_back(v);
+            }
+            Decoder::Anthropic(d) => {
+                let chunks = d.on_event(ev).map_err(stream_error)?;
+                self.ready.extend(chunks);
+            }
+            Decoder::Gemini(d) => {
+                let chunks = d.on_event(ev).map_err(stream_error)?;
+                self.ready.extend(chunks);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn stream_error(e: TranslateError) -> AttemptError {
+    AttemptError::bad_answer(e)
+}
+
+fn join(base: &str, path: &str) -> String {
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
+/// The request of one chat attempt, in the provider's format, with its URL.
+fn chat_request(
+    http: &reqwest::Client,
+    t: &Target<'_>,
+    req: &Value,
+    stream: bool,
+) -> Result<reqwest::RequestBuilder, TranslateError> {
+    let base = t.provider.base_url.as_deref().unwrap_or_default();
+    let key = t.api_key.as_deref().unwrap_or_default();
+    let rb = match t.provider.provider_type {
+        ProviderType::Openai => {
+            let body = openai::prepare_upstream(req, t.upstream_model, stream).body;
+            http.post(join(base, "/chat/completions"))
+                .bearer_auth(key)
+                .json(&body)
+        }
+        ProviderType::AzureOpenai => {
+            let body = openai::prepare_upstream(req, t.upstream_model, stream).body;
+            let url = join(
+                base,
+                &format!(
+                    "/openai/deployments/{}/chat/completions",
+                    urlencode(t.upstream_model)
+                ),
+            );
+            http.post(url)
+                .query(&[(
+                    "api-version",
+                    t.provider.api_version.as_deref().unwrap_or_default(),
+                )])
+                .header("api-key", key)
+                .json(&body)
+        }
+        ProviderType::Anthropic => {
+            let body = anthropic::request_to_anthropic(req, t.upstream_model)?;
+            http.post(join(base, "/v1/messages"))
+                .header("x-api-key", key)
+                .header("anthropic-version", ANTHROPIC_VERSION)
+                .json(&body)
+        }
+        ProviderType::Gemini => {
+            let body = gemini::request_to_gemini(req)?;
+            let (verb, query) = if stream {
+                ("streamGenerateContent", "?alt=sse")
+            } else {
+                ("generateContent", "")
+            };
+            let url = join(
+                base,
+                &format!(
+                    "/v1beta/models/{}:{verb}{query}",
+                    urlencode(t.upstream_model)
+                ),
+            );
+            http.post(url).header("x-goog-api-key", key).json(&body)
+        }
+        ProviderType::Mock => {
+            return Err(TranslateError::Invalid(
+                "the mock provider is served in-process".into(),
+            ))
+        }
+    };
+    let mut rb = rb;
+    for (k, v) in &t.provider.headers {
+        rb = rb.header(k.as_str(), v.as_str());
+    }
+    Ok(rb)
+}
+
+/// One chat attempt. `Err(Ok(e))`: the client's request cannot be sent to this provider
+/// (an unsupported parameter); `Err(Err(e))`: the attempt failed.
+pub async fn chat(
+    http: &reqwest::Client,
+    t: &Target<'_>,
+    req: &Value,
+    stream: bool,
+    timeout: Duration,
+) -> Result<Answer, Result<TranslateError, AttemptError>> {
+    if t.provider.provider_type == ProviderType::Mock {
+        return Ok(mock::chat(req, t.public_model, stream));
+    }
+    let rb = chat_request(http, t, req, stream).map_err(Ok)?;
+    let resp = send(rb, timeout).await.map_err(Err)?;
+    if stream {
+        let decoder = match t.provider.provider_type {
+            ProviderType::Anthropic => {
+                Decoder::Anthropic(anthropic::AnthropicToOpenaiStream::new(t.public_model))
+            }
+            ProviderType::Gemini => {
+                Decoder::Gemini(gemini::GeminiToOpenaiStream::new(t.public_model))
+            }
+            _ => Decoder::OpenAi,
+        };
+        return Ok(Answer::Stream(Box::new(ChunkStream::http(resp, decoder))));
+    }
+    let body = read_json(resp, timeout).await.map_err(Err)?;
+    let canonical = match t.provider.provider_type {
+        ProviderType::Anthropic => anthropic::response_from_anthropic(&body, t.public_model),
+        ProviderType::Gemini => gemini::response_from_gemini(&body, t.public_model),
+        _ => Ok(body),
+    };
+    canonical
+        .map(Answer::Whole)
+        .map_err(|e| Err(AttemptError::bad_answer(e)))
+}
+
+/// One embeddings attempt; the answer in OpenAI's `list` shape.
+pub async fn embeddings(
+    http: &reqwest::Client,
+    t: &Target<'_>,
+    req: &Value,
+    input_tokens: u64,
+    timeout: Duration,
+) -> Result<Value, Result<TranslateError, AttemptError>> {
+    let base = t.provider.base_url.as_deref().unwrap_or_default();
+    let key = t.api_key.as_deref().unwrap_or_default();
+    let mut body = req.clone();
+    if let Some(o) = body.as_object_mut() {
+        o.insert("model".into(), Value::String(t.upstream_model.to_string()));
+    }
+    let rb = match t.provider.provider_type {
+        ProviderType::Mock => {
+            let mut out = mock::embeddings(req, t.public_model);
+            if openai::wants_base64_embeddings(req) {
+                openai::encode_embeddings_base64(&mut out);
+            }
+            return Ok(out);
+        }
+        ProviderType::Anthropic => {
+            return Err(Ok(TranslateError::Unsupported {
+                param: "embeddings".into(),
+                provider: "anthropic",
+            }))
+        }
+        ProviderType::Openai => http
+            .post(join(base, "/embeddings"))
+            .bearer_auth(key)
+            .json(&body),
+        ProviderType::AzureOpenai => http
+            .post(join(
+                base,
+                &format!(
+                    "/openai/deployments/{}/embeddings",
+                    urlencode(t.upstream_model)
+                ),
+            ))
+            .query(&[(
+                "api-version",
+                t.provider.api_version.as_deref().unwrap_or_default(),
+            )])
+            .header("api-key", key)
+            .json(&body),
+        ProviderType::Gemini => {
+            let g = gemini::embeddings_request_to_gemini(req, t.upstream_model).map_err(Ok)?;
+            http.post(join(
+                base,
+                &format!(
+                    "/v1beta/models/{}:batchEmbedContents",
+                    urlencode(t.upstream_model)
+                ),
+            ))
+            .header("x-goog-api-key", key)
+            .json(&g)
+        }
+    };
+    let mut rb = rb;
+    for (k, v) in &t.provider.headers {
+        rb = rb.header(k.as_str(), v.as_str());
+    }
+    let resp = send(rb, timeout).await.map_err(Err)?;
+    let answer = read_json(resp, timeout).await.map_err(Err)?;
+    let mut out = match t.provider.provider_type {
+        ProviderType::Gemini => {
+            let mut out =
+                gemini::embeddings_response_from_gemini(&answer, t.public_model, input_tokens)
+                    .map_err(|e| Err(AttemptError::bad_answer(e)))?;
+            // Gemini answers floats; the OpenAI SDKs ask for base64 by default.
+            if openai::wants_base64_embeddings(req) {
+                openai::encode_embeddings_base64(&mut out);
+            }
+            out
+        }
+        _ => answer,
+    };
+    if let Some(o) = out.as_object_mut() {
+        o.insert("model".into(), Value::String(t.public_model.to_string()));
+    }
+    Ok(out)
+}
+
+/// Sends with a deadline for the response head; a non-2xx answer is an [`AttemptError`]
+/// carrying the provider's message and `Retry-After`.
+async fn send(
+    rb: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<reqwest::Response, AttemptError> {
+    let resp = match tokio::time::timeout(timeout, rb.send()).await {
+        Err(_) => {
+            return Err(AttemptError {
+                retryable: true,
+                status: None,
+                retry_after: None,
+                message: format!("provider did not answer within {timeout:?}"),
+            })
+        }
+        Ok(Err(e)) => return Err(AttemptError::transport(&e)),
+        Ok(Ok(r)) => r,
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let text = tokio::time::timeout(Duration::from_secs(5), resp.text())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| text.chars().take(300).collect());
+    let code = status.as_u16();
+    Err(AttemptError {
+        retryable: code == 429 || code == 408 || code >= 500,
+        status: Some(code),
+        retry_after,
+        message: format!("provider answered {code}: {message}"),
+    })
+}
+
+async fn read_json(resp: reqwest::Response, timeout: Duration) -> Result<Value, AttemptError> {
+    if resp.content_length().is_some_and(|l| l > MAX_BODY as u64) {
+        return Err(AttemptError::bad_answer("answer too large"));
+    }
+    let mut resp = resp;
+    let mut buf = Vec::new();
+    loop {
+        match tokio::time::timeout(timeout, resp.chunk()).await {
+            Err(_) => return Err(AttemptError::bad_answer("body timed out")),
+            Ok(Err(e)) => return Err(AttemptError::transport(&e)),
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(b))) => {
+                if buf.len() + b.len() > MAX_BODY {
+                    return Err(AttemptError::bad_answer("answer too large"));
+                }
+                buf.extend_from_slice(&b);
+            }
+        }
+    }
+    serde_json::from_slice(&buf).map_err(AttemptError::bad_answer)
+}
+
+/// Percent-encodes a model name for a URL path segment.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

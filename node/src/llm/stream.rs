@@ -1,0 +1,191 @@
+//! A streamed answer on its way to the client: canonical chunks from the provider are
+//! encoded in the client's format (OpenAI `data:` lines and `[DONE]`, or Anthropic's named
+//! events) and sent through a bounded channel; when the stream ends — or the client
+//! leaves, or a `hard` quota's budget is reached — usage is settled with the quotas.
+
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::Response;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Bytes, Frame};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::error::Flavor;
+use super::providers::ChunkStream;
+use super::translate::anthropic::OpenaiToAnthropicStream;
+use super::translate::sse::sse_event;
+use super::translate::{estimate_tokens, openai, openai_usage, text_of_openai_chunk, Usage};
+use crate::proxy::{BoxError, ProxyBody};
+
+/// What the pump settles when the stream ends.
+pub struct Finish {
+    /// Called once with the usage (reported, or counted from what was sent).
+    pub settle: Box<dyn FnOnce(Usage, bool) + Send>,
+    pub estimated_input: u64,
+    /// Output tokens a `hard` quota allows this call.
+    pub output_budget: Option<u64>,
+    pub idle: Duration,
+    pub started: Instant,
+    pub on_first_chunk: Box<dyn FnOnce(f64) + Send>,
+}
+
+enum Encoder {
+    OpenAi { model: String, usage_wanted: bool },
+    Anthropic(Box<OpenaiToAnthropicStream>),
+}
+
+impl Encoder {
+    fn encode(&mut self, mut chunk: Value) -> Vec<Bytes> {
+        match self {
+            Encoder::OpenAi {
+                model,
+                usage_wanted,
+            } => {
+                if openai::is_usage_only_chunk(&chunk) && !*usage_wanted {
+                    return Vec::new();
+                }
+                if let Some(o) = chunk.as_object_mut() {
+                    o.insert("model".into(), Value::String(model.clone()));
+                }
+                vec![sse_event(None, &chunk.to_string())]
+            }
+            Encoder::Anthropic(s) => s
+                .on_chunk(&chunk)
+                .into_iter()
+                .map(|(name, data)| sse_event(Some(&name), &data.to_string()))
+                .collect(),
+        }
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        match self {
+            Encoder::OpenAi { .. } => vec![sse_event(None, "[DONE]")],
+            Encoder::Anthropic(s) => s
+                .finish()
+                .into_iter()
+                .map(|(name, data)| sse_event(Some(&name), &data.to_string()))
+                .collect(),
+        }
+    }
+
+    fn error(&self, message: &str) -> Bytes {
+        match self {
+            Encoder::OpenAi { .. } => sse_event(
+                None,
+                &json!({"error": {"message": message, "type": "api_error", "code": "provider_stream_failed"}})
+                    .to_string(),
+            ),
+            Encoder::Anthropic(_) => sse_event(
+                Some("error"),
+                &json!({"type": "error", "error": {"type": "api_error", "message": message}})
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+/// Starts pumping `stream` (whose `first` chunk was already read) to the client and
+/// returns the response carrying it.
+pub fn respond(
+    flavor: Flavor,
+    public_model: &str,
+    usage_wanted: bool,
+    first: Value,
+    stream: Box<ChunkStream>,
+    headers: HeaderMap,
+    finish: Finish,
+) -> Response<ProxyBody> {
+    let encoder = match flavor {
+        Flavor::OpenAi => Encoder::OpenAi {
+            model: public_model.to_string(),
+            usage_wanted,
+        },
+        Flavor::Anthropic => Encoder::Anthropic(Box::new(
+            OpenaiToAnthropicStream::new(public_model).with_input_tokens(finish.estimated_input),
+        )),
+    };
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(32);
+    tokio::spawn(pump(first, stream, tx, encoder, finish));
+    let frames = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut r = Response::new(StreamBody::new(frames).boxed_unsync());
+    r.headers_mut().extend(headers);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+async fn pump(
+    first: Value,
+    mut stream: Box<ChunkStream>,
+    tx: mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
+    mut enc: Encoder,
+    finish: Finish,
+) {
+    let mut reported: Option<Usage> = None;
+    let mut text = String::new();
+    let mut next = Some(first);
+    let mut client_gone = false;
+    let mut first_sent = Some(finish.on_first_chunk);
+    'chunks: loop {
+        let chunk = match next.take() {
+            Some(c) => c,
+            None => match stream.next(finish.idle).await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "provider stream failed mid-way");
+                    let _ = tx.send(Ok(Frame::data(enc.error(&e.message)))).await;
+                    client_gone = true; // no orderly end after an error event
+                    break;
+                }
+            },
+        };
+        if let Some(u) = openai_usage(&chunk) {
+            reported = Some(u);
+        }
+        text.push_str(&text_of_openai_chunk(&chunk));
+        let over_budget = finish
+            .output_budget
+            .is_some_and(|b| estimate_tokens(&text) > b);
+        for frame in enc.encode(chunk) {
+            if tx.send(Ok(Frame::data(frame))).await.is_err() {
+                client_gone = true;
+                break 'chunks;
+            }
+            if let Some(f) = first_sent.take() {
+                f(finish.started.elapsed().as_secs_f64());
+            }
+        }
+        if over_budget {
+            // A hard quota's reservation is used up: end the answer here, as `length`.
+            let cut = json!({"object": "chat.completion.chunk", "choices": [
+                {"index": 0, "delta": {}, "finish_reason": "length"}]});
+            for frame in enc.encode(cut) {
+                let _ = tx.send(Ok(Frame::data(frame))).await;
+            }
+            break;
+        }
+    }
+    if !client_gone {
+        for frame in enc.finish() {
+            if tx.send(Ok(Frame::data(frame))).await.is_err() {
+                break;
+            }
+        }
+    }
+    let complete = reported.is_some();
+    let usage = reported.unwrap_or(Usage {
+        input: finish.estimated_input,
+        output: estimate_tokens(&text),
+        cached_input: 0,
+    });
+    (finish.settle)(usage, complete);
+}
