@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+source scripts/test-deps.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The cluster tests drive the real binary; build it first so they find it. Every cargo

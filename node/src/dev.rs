@@ -65,7 +65,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let key = read_secret(&cfg.data_dir, KEY_FILE)
         .unwrap_or_else(|| "(see the demo-api-key file)".into());
     println!(
-        "\nRaftgate dev node is up (data in {dir}).\n\n  admin API   {admin}\n  data plane  http://{data}\n  echo        http://{echo_addr}  (the demo upstream)\n\n  export RAFTGATE_SERVER={admin}\n  export RAFTGATE_TOKEN={token}\n  demo API key: {key}\n\n  curl -H \"authorization: Bearer {key}\" http://{data}/echo/hello   # through the gateway\n  raftgate cluster status\n  raftgate get routes\n  curl -H \"authorization: Bearer $RAFTGATE_TOKEN\" {admin}/admin/v1/models\n\nCtrl-C stops the node; data stays for the next run (--reset starts over).",
+        "\nRaftgate dev node is up (data in {dir}).\n\n  admin API   {admin}\n  data plane  http://{data}\n  echo        http://{echo_addr}  (the demo upstream)\n\n  export RAFTGATE_SERVER={admin}\n  export RAFTGATE_TOKEN={token}\n  demo API key: {key}\n\n  curl -H \"authorization: Bearer {key}\" http://{data}/echo/hello   # through the gateway\n  curl -H \"authorization: Bearer {key}\" http://{data}/v1/chat/completions -d '{{\"model\": \"demo-model\", \"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}'\n  curl -H \"authorization: Bearer {key}\" http://{data}/prompts/summarize -d '{{\"text\": \"Raft keeps replicas in step.\"}}'\n  raftgate cluster status\n  raftgate get routes\n  curl -H \"authorization: Bearer $RAFTGATE_TOKEN\" {admin}/admin/v1/models\n\nCtrl-C stops the node; data stays for the next run (--reset starts over).",
         dir = cfg.data_dir.display(),
         data = running.http_addr,
     );
@@ -137,6 +137,17 @@ async fn first_run(
         (
             "models",
             json!({"id": "demo-model", "deployments": [{"provider": "mock", "model": "mock-1"}]}),
+        ),
+        (
+            "prompt_templates",
+            json!({"id": "summarize", "tenant": "demo", "versions": [{"version": 1, "model": "demo-model",
+                "messages": [{"role": "system", "content": "You summarise texts in one sentence."},
+                             {"role": "user", "content": "Summarise: {{text}}"}],
+                "variables": ["text"]}]}),
+        ),
+        (
+            "routes",
+            json!({"id": "summarize", "tenant": "demo", "service": "echo-svc", "path": "/prompts/summarize", "methods": ["POST"], "target": {"prompt": {"template": "summarize"}}, "policies": [{"key_auth": {}}]}),
         ),
         (
             "subscriptions",

@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod llm;
 mod policy;
 mod upstream;
 
+pub use llm::*;
 pub use policy::*;
 pub use upstream::*;
 
@@ -115,6 +117,9 @@ pub struct Tenant {
     pub description: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Checks on every LLM call of this tenant's consumers.
+    #[serde(default)]
+    pub guardrails: Option<Guardrails>,
 }
 
 /// An application of a tenant that calls APIs through the gateway with API keys.
@@ -205,8 +210,19 @@ pub struct HeaderMatch {
 pub enum RouteTarget {
     /// Proxy to an upstream by id.
     Upstream(String),
-    /// Serve with an LLM model by public name.
+    /// Serve OpenAI chat completions with an LLM model by public name.
     Model(String),
+    /// Serve a prompt template: the body is its variables, the answer the model's.
+    Prompt(PromptTarget),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromptTarget {
+    pub template: String,
+    /// Pinned version; the current one when absent.
+    #[serde(default)]
+    pub version: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -265,6 +281,9 @@ pub struct Model {
     /// upstream model names applies (else the call costs 0).
     #[serde(default)]
     pub pricing: Option<Pricing>,
+    /// Serve identical requests from a node-local cache (never across tenants).
+    #[serde(default)]
+    pub cache: Option<ResponseCacheConfig>,
 }
 
 /// USD per million tokens, which is also micro-dollars per token.
@@ -291,17 +310,52 @@ pub struct Deployment {
     pub priority: u32,
 }
 
-/// A reusable prompt with `{{variable}}` placeholders.
+/// A prompt with `{{variable}}` placeholders, published as a REST API by routes whose
+/// target is `{"prompt": {"template": ID, "version": N}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromptTemplate {
     pub id: String,
     #[serde(default)]
     pub tenant: Option<String>,
-    pub template: String,
-    /// Every `{{name}}` in the template must be declared here.
+    /// Every version kept; the highest is the current one. A route may pin a version,
+    /// which then cannot be removed while the route exists.
+    pub versions: Vec<TemplateVersion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateVersion {
+    pub version: u32,
+    /// The model (public name) the rendered prompt is sent to.
+    pub model: String,
+    /// Messages whose content may hold `{{name}}` placeholders.
+    pub messages: Vec<TemplateMessage>,
+    /// Every placeholder must be declared here; a call must give exactly these.
     #[serde(default)]
     pub variables: Vec<String>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+impl PromptTemplate {
+    /// Version `v`, or the current (highest) one.
+    pub fn version(&self, v: Option<u32>) -> Option<&TemplateVersion> {
+        match v {
+            Some(v) => self.versions.iter().find(|t| t.version == v),
+            None => self.versions.iter().max_by_key(|t| t.version),
+        }
+    }
 }
 
 /// A cluster-wide limit.

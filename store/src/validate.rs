@@ -49,6 +49,9 @@ pub fn validate(res: &Resource) -> Result<(), ApplyError> {
         Resource::Tenant(t) => {
             name_and_description(&cx, &t.name, &t.description)?;
             labels(&cx, &t.labels)?;
+            if let Some(g) = &t.guardrails {
+                policy::guardrails(&cx, "guardrails", g)?;
+            }
         }
         Resource::Consumer(c) => {
             check_id(&cx, "tenant", &c.tenant, false)?;
@@ -101,6 +104,11 @@ pub fn validate(res: &Resource) -> Result<(), ApplyError> {
             }
             if m.timeout_ms == Some(0) {
                 return Err(cx.err("timeout_ms", "must be positive"));
+            }
+            if let Some(c) = &m.cache {
+                if c.ttl_secs == 0 || c.ttl_secs > 7 * 86_400 {
+                    return Err(cx.err("cache.ttl_secs", "must be 1 second to 7 days"));
+                }
             }
             if m.default_max_tokens == Some(0) {
                 return Err(cx.err("default_max_tokens", "must be positive"));
@@ -370,6 +378,7 @@ fn route(cx: &Ctx, r: &Route) -> Result<(), ApplyError> {
     match &r.target {
         RouteTarget::Upstream(id) => check_id(cx, "target.upstream", id, false)?,
         RouteTarget::Model(id) => check_id(cx, "target.model", id, true)?,
+        RouteTarget::Prompt(p) => check_id(cx, "target.prompt.template", &p.template, false)?,
     }
     if let Some(service) = &r.service {
         check_id(cx, "service", service, false)?;
@@ -412,25 +421,77 @@ fn path_params(cx: &Ctx, path: &str) -> Result<Vec<String>, ApplyError> {
 }
 
 fn template(cx: &Ctx, p: &PromptTemplate) -> Result<(), ApplyError> {
-    if p.template.is_empty() || p.template.len() > 256 * 1024 {
-        return Err(cx.err("template", "must be 1 byte to 256 KiB"));
+    if p.versions.is_empty() || p.versions.len() > 50 {
+        return Err(cx.err("versions", "1 to 50 versions"));
     }
-    let mut rest = p.template.as_str();
+    let mut numbers: Vec<u32> = p.versions.iter().map(|v| v.version).collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    if numbers.len() != p.versions.len() {
+        return Err(cx.err("versions.version", "each version number once"));
+    }
+    for v in &p.versions {
+        check_id(cx, "versions.model", &v.model, true)?;
+        if v.messages.is_empty() || v.messages.len() > 100 {
+            return Err(cx.err("versions.messages", "1 to 100 messages"));
+        }
+        if v.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+            return Err(cx.err("versions.temperature", "0 to 2"));
+        }
+        if v.max_tokens == Some(0) {
+            return Err(cx.err("versions.max_tokens", "must be positive"));
+        }
+        for name in &v.variables {
+            if name.is_empty()
+                || name.len() > 64
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(cx.err(
+                    "versions.variables",
+                    format!("'{name}': letters, digits and '_', at most 64"),
+                ));
+            }
+        }
+        let mut total = 0;
+        for m in &v.messages {
+            if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
+                return Err(cx.err(
+                    "versions.messages.role",
+                    format!("'{}' is not system, user or assistant", m.role),
+                ));
+            }
+            total += m.content.len();
+            for name in
+                placeholders(&m.content).map_err(|e| cx.err("versions.messages.content", e))?
+            {
+                if !v.variables.iter().any(|d| d == name) {
+                    return Err(cx.err(
+                        "versions.messages.content",
+                        format!("variable '{name}' is not declared in variables"),
+                    ));
+                }
+            }
+        }
+        if total == 0 || total > 256 * 1024 {
+            return Err(cx.err("versions.messages.content", "1 byte to 256 KiB in all"));
+        }
+    }
+    Ok(())
+}
+
+/// The `{{name}}` placeholders of a template text, in order.
+pub fn placeholders(text: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let mut rest = text;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
         let end = after
             .find("}}")
-            .ok_or_else(|| cx.err("template", "'{{' without a closing '}}'"))?;
-        let name = after[..end].trim();
-        if !p.variables.iter().any(|v| v == name) {
-            return Err(cx.err(
-                "template",
-                format!("variable '{name}' is not declared in variables"),
-            ));
-        }
+            .ok_or_else(|| "'{{' without a closing '}}'".to_string())?;
+        out.push(after[..end].trim());
         rest = &after[end + 2..];
     }
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]

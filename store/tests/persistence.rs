@@ -18,6 +18,7 @@ fn tenant_entry(index: u64, id: &str) -> Entry {
         name: String::new(),
         description: String::new(),
         labels: Default::default(),
+        guardrails: None,
     }));
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),

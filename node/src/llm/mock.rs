@@ -44,9 +44,20 @@ fn last_user_text(req: &Value) -> String {
         .unwrap_or_default()
 }
 
-/// The tool to call, if the request offers tools and lets the model use them.
+/// The tool to call, if the request offers tools and lets the model use them — but not
+/// right after a tool result (unless forced), so an agent loop ends with a text answer.
 fn tool_to_call(req: &Value) -> Option<String> {
     let tools = req.get("tools")?.as_array()?;
+    let after_tool = req
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|m| m.last())
+        .and_then(|m| m.get("role"))
+        .and_then(Value::as_str)
+        == Some("tool");
+    if after_tool && !matches!(req.get("tool_choice"), Some(Value::Object(_))) {
+        return None;
+    }
     match req.get("tool_choice") {
         Some(Value::String(s)) if s == "none" => None,
         Some(Value::Object(o)) => o

@@ -7,10 +7,13 @@
 //! cool-downs, fallback models) until one answers → the answer in the client's format,
 //! whole or streamed → usage and cost settled with the quotas and metrics.
 
+pub mod cache;
 pub mod error;
+pub mod guardrails;
 mod metrics;
 mod mock;
 mod providers;
+mod route;
 mod routing;
 mod stream;
 pub mod translate;
@@ -24,7 +27,7 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use raftgate_store::model::{KeyAuth, Kind, Model, Provider, Resource};
+use raftgate_store::model::{Guardrails, KeyAuth, Kind, Model, Provider, Resource};
 use serde_json::{json, Value};
 
 use self::error::{Flavor, LlmError};
@@ -41,7 +44,7 @@ use crate::secrets::SecretBox;
 pub use metrics::LlmMetrics;
 
 /// Largest request body accepted (images as base64 make prompts large).
-const MAX_REQUEST: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_REQUEST: usize = 16 * 1024 * 1024;
 /// A model's total time budget when it sets no `timeout_ms`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -83,7 +86,28 @@ pub struct Llm {
     pub metrics: LlmMetrics,
 }
 
-/// A call after its checks: who, which model, what was reserved.
+/// Who is calling, as far as quotas and guardrails care.
+#[derive(Debug, Clone, Default)]
+pub struct Who {
+    pub key_id: Option<String>,
+    pub consumer: Option<String>,
+    /// The consumer's tenant, else the route's.
+    pub tenant: Option<String>,
+}
+
+impl Who {
+    pub fn of(id: Option<&Identity>, route_tenant: Option<&str>) -> Who {
+        Who {
+            key_id: id.and_then(|i| i.key_id.clone()),
+            consumer: id.map(|i| i.consumer.clone()),
+            tenant: id
+                .map(|i| i.tenant.clone())
+                .or(route_tenant.map(str::to_string)),
+        }
+    }
+}
+
+/// A call after its checks: which model, what was reserved.
 struct Call {
     model: Model,
     estimated_input: u64,
@@ -190,13 +214,27 @@ impl Llm {
         let model = find_model(compiled, &identity, name)?;
         match api {
             Api::Embeddings => {
-                self.embeddings(compiled, identity, model, req, started)
-                    .await
+                self.embeddings(
+                    compiled,
+                    Who::of(Some(&identity), None),
+                    model,
+                    req,
+                    started,
+                )
+                .await
             }
             _ => {
                 openai::validate_chat_request(&req)?;
-                self.chat(api, compiled, identity, model, req, started)
-                    .await
+                self.chat(
+                    api,
+                    compiled,
+                    Who::of(Some(&identity), None),
+                    model,
+                    req,
+                    started,
+                    None,
+                )
+                .await
             }
         }
     }
@@ -206,7 +244,7 @@ impl Llm {
     async fn reserve(
         &self,
         compiled: &Compiled,
-        identity: Identity,
+        who: &Who,
         model: Model,
         estimated_input: u64,
         estimated_output: u64,
@@ -220,9 +258,9 @@ impl Llm {
         };
         let cost = usage::cost_micros(&price, &estimate);
         let scope = CallScope {
-            api_key: identity.key_id.as_deref(),
-            consumer: Some(&identity.consumer),
-            tenant: Some(&identity.tenant),
+            api_key: who.key_id.as_deref(),
+            consumer: who.consumer.as_deref(),
+            tenant: who.tenant.as_deref(),
             route: None,
             service: None,
             model: Some(&model.id),
@@ -265,15 +303,18 @@ impl Llm {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn chat(
         &self,
         api: Api,
         compiled: &Compiled,
-        identity: Identity,
+        who: Who,
         model: Model,
         mut req: Value,
         started: Instant,
+        route_guardrails: Option<&Guardrails>,
     ) -> Result<Response<ProxyBody>, LlmError> {
+        let _ = route_guardrails;
         let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
         let usage_wanted = req
             .pointer("/stream_options/include_usage")
@@ -288,7 +329,7 @@ impl Llm {
             .unwrap_or(usage::DEFAULT_OUTPUT_ESTIMATE);
         let estimated_input = translate::estimate_prompt_tokens(&req);
         let call = self
-            .reserve(compiled, identity, model, estimated_input, estimated_output)
+            .reserve(compiled, &who, model, estimated_input, estimated_output)
             .await?;
         if let Some(budget) = call.output_budget {
             // A hard quota: the provider itself stops at what the reservation covers.
@@ -328,7 +369,7 @@ impl Llm {
                 upstream_model: &attempt.deployment.model,
                 public_model: &call.model.id,
             };
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = attempt_budget(deadline, plan.len() - i);
             let answer = providers::chat(&self.http, &target, &req, stream, left).await;
             let failure = match answer {
                 Ok(Answer::Whole(resp)) => {
@@ -508,7 +549,7 @@ impl Llm {
     async fn embeddings(
         &self,
         compiled: &Compiled,
-        identity: Identity,
+        who: Who,
         model: Model,
         req: Value,
         started: Instant,
@@ -530,9 +571,7 @@ impl Llm {
                 .with_param("input"))
             }
         };
-        let call = self
-            .reserve(compiled, identity, model, input_tokens, 0)
-            .await?;
+        let call = self.reserve(compiled, &who, model, input_tokens, 0).await?;
         let state = &compiled.snapshot.state;
         let timeout = call
             .model
@@ -615,6 +654,18 @@ impl Llm {
                 None
             }
         }
+    }
+}
+
+/// Time for one attempt: a hanging deployment must leave time for the next ones, so with
+/// more attempts to come an attempt gets half of what is left (a third with three or
+/// more); the last one gets everything.
+fn attempt_budget(deadline: Instant, attempts_left: usize) -> Duration {
+    let left = deadline.saturating_duration_since(Instant::now());
+    match attempts_left {
+        0 | 1 => left,
+        2 => left / 2,
+        _ => left / 3,
     }
 }
 

@@ -157,6 +157,7 @@ mod tests {
             quotas: Vec::new(),
             default_max_tokens: None,
             pricing: None,
+            cache: None,
         }
     }
 

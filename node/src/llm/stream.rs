@@ -152,9 +152,11 @@ async fn pump(
             reported = Some(u);
         }
         text.push_str(&text_of_openai_chunk(&chunk));
+        // The provider was asked for at most the budget (`max_tokens`); this cut is the
+        // backstop for one that ignores it, with room for the estimate's error.
         let over_budget = finish
             .output_budget
-            .is_some_and(|b| estimate_tokens(&text) > b);
+            .is_some_and(|b| estimate_tokens(&text) > b.saturating_mul(2).saturating_add(32));
         for frame in enc.encode(chunk) {
             if tx.send(Ok(Frame::data(frame))).await.is_err() {
                 client_gone = true;

@@ -125,6 +125,7 @@ mod tests {
             quotas: Vec::new(),
             default_max_tokens: None,
             pricing,
+            cache: None,
         }
     }
 

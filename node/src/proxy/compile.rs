@@ -32,7 +32,9 @@ pub struct RouteRt {
     pub id: String,
     pub tenant: Option<String>,
     pub service: Option<ServiceRt>,
-    pub upstream: Arc<UpstreamRt>,
+    pub backend: Backend,
+    /// Checks on LLM prompts and answers (routes to models and prompts).
+    pub guardrails: Option<raftgate_store::model::Guardrails>,
     pub auth: Vec<Authenticator>,
     pub ip: Option<IpRule>,
     pub cors: Option<CorsRule>,
@@ -43,6 +45,25 @@ pub struct RouteRt {
     /// Request quotas checked in phase 4, in the route's order.
     pub quotas: Vec<Arc<QuotaPolicy>>,
     pub metrics: RouteMetrics,
+}
+
+/// What serves a route.
+#[derive(Debug)]
+pub enum Backend {
+    Upstream(Arc<UpstreamRt>),
+    /// The LLM gateway.
+    Llm(LlmTarget),
+}
+
+#[derive(Debug, Clone)]
+pub enum LlmTarget {
+    /// OpenAI chat completions with this model, whatever `model` the body names.
+    Model(String),
+    /// A prompt template: the body is its variables.
+    Prompt {
+        template: String,
+        version: Option<u32>,
+    },
 }
 
 #[derive(Debug)]
@@ -178,10 +199,6 @@ pub fn compile(snapshot: Arc<ConfigSnapshot>, reg: &mut Registry, ctx: &Ctx) -> 
         let Resource::Route(r) = &s.resource else {
             continue;
         };
-        // Model targets are served by the LLM gateway, not by this proxy.
-        let RouteTarget::Upstream(up_id) = &r.target else {
-            continue;
-        };
         let service = match &r.service {
             Some(sid) => match state
                 .get(Kind::Service, sid)
@@ -206,15 +223,23 @@ pub fn compile(snapshot: Arc<ConfigSnapshot>, reg: &mut Registry, ctx: &Ctx) -> 
             },
             None => None,
         };
-        let Some(upstream) = upstreams.get(up_id) else {
-            continue;
+        let backend = match &r.target {
+            RouteTarget::Upstream(up_id) => match upstreams.get(up_id) {
+                Some(u) => Backend::Upstream(u.clone()),
+                None => continue,
+            },
+            RouteTarget::Model(m) => Backend::Llm(LlmTarget::Model(m.clone())),
+            RouteTarget::Prompt(p) => Backend::Llm(LlmTarget::Prompt {
+                template: p.template.clone(),
+                version: p.version,
+            }),
         };
         let label = (
             r.id.clone(),
             r.service.clone().unwrap_or_default(),
             r.tenant.clone().unwrap_or_default(),
         );
-        match compile_route(r, service, upstream.clone(), ctx, &label, state) {
+        match compile_route(r, service, backend, ctx, &label, state) {
             Ok((matcher, rt)) => {
                 labels.insert(label);
                 entries.push((matcher, Arc::new(rt)));
@@ -354,7 +379,7 @@ fn compile_upstream(
 fn compile_route(
     r: &Route,
     service: Option<ServiceRt>,
-    upstream: Arc<UpstreamRt>,
+    backend: Backend,
     ctx: &Ctx,
     label: &(String, String, String),
     state: &State,
@@ -378,7 +403,8 @@ fn compile_route(
         id: r.id.clone(),
         tenant: r.tenant.clone(),
         service,
-        upstream,
+        backend,
+        guardrails: None,
         auth: Vec::new(),
         ip: None,
         cors: None,
@@ -402,6 +428,7 @@ fn compile_route(
             Policy::Cors(c) => rt.cors = Some(CorsRule::compile(c, &r.methods)?),
             Policy::BodyLimit(b) => rt.body_limit = Some(b.max_bytes),
             Policy::Rewrite(w) => rt.rewrite = Some(w.clone()),
+            Policy::Guardrails(g) => rt.guardrails = Some(g.clone()),
             Policy::Quota(q) => match state.quota_policy(q) {
                 Some(p) => rt.quotas.push(Arc::new(p.clone())),
                 None => return Err(format!("quota policy {q:?} does not exist")),

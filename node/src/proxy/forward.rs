@@ -12,9 +12,10 @@ use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
 use raftgate_store::model::{HashKey, QuotaWindow, SubscriptionState, UpstreamProtocol};
 
+use crate::llm::Llm;
 use crate::proxy::access::{Outcome, Tracked};
 use crate::proxy::auth::{self, Credential, Identity};
-use crate::proxy::compile::{Compiled, RouteRt};
+use crate::proxy::compile::{Backend, Compiled, RouteRt};
 use crate::proxy::policy::CorsVerdict;
 use crate::proxy::rewrite::rewrite;
 use crate::proxy::target::now_ms;
@@ -203,6 +204,7 @@ pub async fn handle(
             route_and_forward(
                 &compiled,
                 &dp.quotas,
+                &dp.llm,
                 conn,
                 &mut parts,
                 body,
@@ -389,6 +391,7 @@ enum BodySource {
 async fn route_and_forward(
     compiled: &Arc<Compiled>,
     quotas: &Quotas,
+    llm: &Llm,
     conn: ConnInfo,
     parts: &mut http::request::Parts,
     body: Incoming,
@@ -478,6 +481,16 @@ async fn route_and_forward(
             ));
         }
     }
+    let up = match &route.backend {
+        Backend::Upstream(u) => u.clone(),
+        // A route to a model or a prompt template: the LLM gateway answers.
+        Backend::Llm(target) => {
+            let who = crate::llm::Who::of(identity.as_ref(), route.tenant.as_deref());
+            return Ok(llm
+                .serve_route(target, &route, compiled, who, parts, body, outcome)
+                .await);
+        }
+    };
     let mut source = if hyper::body::Body::is_end_stream(&body) {
         BodySource::Replay(Bytes::new())
     } else if content_length.is_some_and(|l| l <= REPLAY_MAX) && downstream_upgrade.is_none() {
@@ -583,7 +596,7 @@ async fn route_and_forward(
             headers.insert(X_TENANT_ID.clone(), t);
         }
     }
-    let up = &route.upstream;
+    let up = &up;
     if up.spec.preserve_host {
         if let Some(h) = original_host {
             headers.insert(header::HOST, h);

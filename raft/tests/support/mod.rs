@@ -175,6 +175,7 @@ pub fn tenant(id: &str) -> Command {
         name: format!("tenant {id}"),
         description: String::new(),
         labels: BTreeMap::new(),
+        guardrails: None,
     };
     Command::new("test", Op::Create(Resource::Tenant(tenant)))
 }

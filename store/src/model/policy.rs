@@ -19,6 +19,8 @@ pub enum Policy {
     Rewrite(Rewrite),
     /// Enforce a quota policy by id.
     Quota(String),
+    /// Checks on LLM prompts and answers (routes to models).
+    Guardrails(crate::model::Guardrails),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]

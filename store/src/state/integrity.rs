@@ -35,7 +35,18 @@ pub(super) fn refs(res: &Resource) -> Vec<Ref> {
         Resource::Consumer(c) => vec![r("tenant", Kind::Tenant, &c.tenant)],
         Resource::ApiKey(k) => vec![r("consumer", Kind::Consumer, &k.consumer)],
         Resource::Upstream(u) => tenant(&u.tenant),
-        Resource::PromptTemplate(p) => tenant(&p.tenant),
+        Resource::PromptTemplate(p) => {
+            let mut v = tenant(&p.tenant);
+            let mut models: Vec<&String> = p.versions.iter().map(|v| &v.model).collect();
+            models.sort();
+            models.dedup();
+            v.extend(
+                models
+                    .into_iter()
+                    .map(|m| r("versions.model", Kind::Model, m)),
+            );
+            v
+        }
         Resource::QuotaPolicy(q) => tenant(&q.tenant),
         Resource::Route(rt) => {
             let mut v = tenant(&rt.tenant);
@@ -45,6 +56,9 @@ pub(super) fn refs(res: &Resource) -> Vec<Ref> {
             v.push(match &rt.target {
                 RouteTarget::Upstream(id) => r("target.upstream", Kind::Upstream, id),
                 RouteTarget::Model(id) => r("target.model", Kind::Model, id),
+                RouteTarget::Prompt(p) => {
+                    r("target.prompt.template", Kind::PromptTemplate, &p.template)
+                }
             });
             for p in &rt.policies {
                 if let Policy::Quota(id) = p {
@@ -160,7 +174,11 @@ impl State {
             }
         }
         match res {
-            Resource::Route(r) => self.check_route_quotas(r)?,
+            Resource::Route(r) => {
+                self.check_route_quotas(r)?;
+                self.check_pinned_version(r)?;
+            }
+            Resource::PromptTemplate(t) => self.check_template_pins(t)?,
             Resource::QuotaPolicy(q) => self.check_quota_users(q)?,
             Resource::Model(m) => self.check_fallback_cycle(m)?,
             Resource::Subscription(s) => self.check_one_subscription(s)?,
@@ -187,6 +205,57 @@ impl State {
                             "quota policy '{id}' counts {:?}; a route to an upstream can only use request quotas",
                             q.metric
                         ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A route pinning a template version needs that version to exist.
+    fn check_pinned_version(&self, r: &Route) -> Result<(), ApplyError> {
+        let RouteTarget::Prompt(p) = &r.target else {
+            return Ok(());
+        };
+        let Some(v) = p.version else { return Ok(()) };
+        let found = match self
+            .get(Kind::PromptTemplate, &p.template)
+            .map(|s| &s.resource)
+        {
+            Some(Resource::PromptTemplate(t)) => t.version(Some(v)).is_some(),
+            _ => true, // a missing template is reported as a dangling reference
+        };
+        if found {
+            Ok(())
+        } else {
+            Err(ApplyError::Invalid {
+                kind: Kind::Route,
+                id: r.id.clone(),
+                field: "target.prompt.version".into(),
+                message: format!("template '{}' has no version {v}", p.template),
+            })
+        }
+    }
+
+    /// A template keeps every version a route pins.
+    fn check_template_pins(&self, t: &PromptTemplate) -> Result<(), ApplyError> {
+        for s in self.list(Kind::Route) {
+            let Resource::Route(r) = &s.resource else {
+                continue;
+            };
+            let RouteTarget::Prompt(p) = &r.target else {
+                continue;
+            };
+            if p.template != t.id {
+                continue;
+            }
+            if let Some(v) = p.version {
+                if t.version(Some(v)).is_none() {
+                    return Err(ApplyError::Invalid {
+                        kind: Kind::PromptTemplate,
+                        id: t.id.clone(),
+                        field: "versions".into(),
+                        message: format!("route '{}' pins version {v}", r.id),
                     });
                 }
             }

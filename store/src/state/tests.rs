@@ -19,6 +19,7 @@ fn tenant(id: &str) -> Resource {
         name: id.into(),
         description: String::new(),
         labels: Default::default(),
+        guardrails: None,
     })
 }
 
@@ -116,6 +117,7 @@ fn model(id: &str, fallbacks: &[&str]) -> Resource {
         quotas: Vec::new(),
         default_max_tokens: None,
         pricing: None,
+        cache: None,
     })
 }
 
@@ -241,8 +243,17 @@ fn validation_errors_change_nothing() {
     let t = Resource::PromptTemplate(PromptTemplate {
         id: "p".into(),
         tenant: None,
-        template: "Hello {{name}} from {{place}}".into(),
-        variables: vec!["name".into()],
+        versions: vec![TemplateVersion {
+            version: 1,
+            model: "m".into(),
+            messages: vec![TemplateMessage {
+                role: "user".into(),
+                content: "Hello {{name}} from {{place}}".into(),
+            }],
+            variables: vec!["name".into()],
+            temperature: None,
+            max_tokens: None,
+        }],
     });
     assert!(matches!(
         rejected(&mut s, Op::Create(t)),

@@ -42,6 +42,7 @@ pub(super) fn policies(
             Policy::Cors(_) => "cors",
             Policy::BodyLimit(_) => "body_limit",
             Policy::Rewrite(_) => "rewrite",
+            Policy::Guardrails(_) => "guardrails",
             Policy::Quota(id) if quotas.contains(&id.as_str()) => {
                 return Err(cx.err("policies.quota", format!("quota '{id}' is listed twice")));
             }
@@ -106,6 +107,39 @@ fn policy(
         }
         Policy::Rewrite(rw) => rewrite(cx, rw, params, path_match)?,
         Policy::Quota(id) => check_id(cx, "policies.quota", id, false)?,
+        Policy::Guardrails(g) => guardrails(cx, "policies.guardrails", g)?,
+    }
+    Ok(())
+}
+
+/// Guardrail settings: `redact` only for PII, and a bounded deny-list of real terms.
+pub(crate) fn guardrails(cx: &Ctx, field: &str, g: &Guardrails) -> Result<(), ApplyError> {
+    if g.prompt_injection == Some(GuardAction::Redact) {
+        return Err(cx.err(
+            &format!("{field}.prompt_injection"),
+            "must be block or log (there is nothing to redact)",
+        ));
+    }
+    if g.deny_action == GuardAction::Redact {
+        return Err(cx.err(&format!("{field}.deny_action"), "must be block or log"));
+    }
+    if g.deny_list.len() > 1_000 {
+        return Err(cx.err(&format!("{field}.deny_list"), "at most 1000 terms"));
+    }
+    if g.deny_list
+        .iter()
+        .any(|t| t.trim().is_empty() || t.len() > 200)
+    {
+        return Err(cx.err(
+            &format!("{field}.deny_list"),
+            "terms must be 1 to 200 characters and not blank",
+        ));
+    }
+    if g.pii.as_ref().is_some_and(|p| p.categories.is_empty()) {
+        return Err(cx.err(
+            &format!("{field}.pii.categories"),
+            "list at least one category (or leave it out for all)",
+        ));
     }
     Ok(())
 }

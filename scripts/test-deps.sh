@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# What the test suite needs beyond the build (sourced by scripts/test.sh): the official
+# OpenAI and Anthropic Python SDKs in a venv (the LLM compatibility tests run them as
+# clients), and iptables (the quota tests cut a node off with it). Idempotent.
+set -euo pipefail
+
+venv="${RAFTGATE_VENV:-$HOME/.cache/raftgate-venv}"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openai, anthropic' 2>/dev/null; then
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    echo "test-deps: installing python3-venv" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv python3-pip >/dev/null
+  fi
+  echo "test-deps: creating $venv with the openai and anthropic SDKs (PyPI)" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'openai>=1.40' 'anthropic>=0.34'
+fi
+export RAFTGATE_PYTHON="$venv/bin/python"
+
+if ! command -v iptables >/dev/null 2>&1; then
+  echo "test-deps: installing iptables" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq iptables >/dev/null
+fi
