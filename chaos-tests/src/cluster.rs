@@ -1,5 +1,7 @@
 //! `LocalCluster`: N `raftgate serve` processes on loopback, formed into a cluster through
-//! the admin API, with fault injection (kill -9, restart on the same ports, wipe).
+//! the admin API, with fault injection (kill -9, restart on the same ports, wipe, pause
+//! with SIGSTOP, cut a node off the others' Raft traffic with iptables, pin it to CPUs —
+//! see `faults`).
 //!
 //! Node index `i` (0-based) runs with `--node-id i+1` under `ROOT/node-{id}/`: `data/` is
 //! its data dir, `node.log` its stdout and stderr across restarts. Every process is killed
@@ -15,7 +17,10 @@ use crate::client::{http_client, AdminClient};
 use crate::error::{ChaosError, Result};
 use crate::process::{binary_path, log_tail, NodeInfo, NodeProcess, NodeSpec};
 
+mod faults;
 mod membership;
+
+pub use faults::PARTITION_GID_BASE;
 
 /// Every admin collection, in dependency order.
 pub const COLLECTIONS: [&str; 10] = [
@@ -42,6 +47,7 @@ pub struct ClusterBuilder {
     env: Vec<(String, String)>,
     data_dirs: BTreeMap<usize, PathBuf>,
     bin: Option<PathBuf>,
+    partitionable: bool,
 }
 
 impl ClusterBuilder {
@@ -52,6 +58,7 @@ impl ClusterBuilder {
             env: Vec::new(),
             data_dirs: BTreeMap::new(),
             bin: None,
+            partitionable: false,
         }
     }
 
@@ -84,6 +91,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// Run node `i` with group id [`PARTITION_GID_BASE`] + `i`, so that
+    /// [`LocalCluster::partition`] can match its packets. Needs root (the processes keep
+    /// root's user id, so file access is unchanged).
+    pub fn partitionable(mut self) -> ClusterBuilder {
+        self.partitionable = true;
+        self
+    }
+
     /// Starts every node and waits for each `/healthz`; the cluster is not initialised.
     pub async fn start(self) -> Result<LocalCluster> {
         let bin = match self.bin {
@@ -110,11 +125,13 @@ impl ClusterBuilder {
                     addrs: None,
                     args: self.args.clone(),
                     env: self.env.clone(),
+                    gid: self.partitionable.then_some(PARTITION_GID_BASE + i as u32),
                 };
                 Slot {
                     spec,
                     proc: None,
                     last: None,
+                    paused: false,
                 }
             })
             .collect();
@@ -124,6 +141,7 @@ impl ClusterBuilder {
             slots,
             token: None,
             http: http_client(),
+            firewall: None,
         };
         for i in 0..cluster.slots.len() {
             cluster.restart(i).await?;
@@ -149,6 +167,8 @@ struct Slot {
     proc: Option<NodeProcess>,
     /// The listeners of the latest run; a restart binds the same ones.
     last: Option<NodeInfo>,
+    /// Stopped with SIGSTOP by [`LocalCluster::pause`].
+    paused: bool,
 }
 
 /// A cluster of local `raftgate serve` processes. See the module docs.
@@ -159,6 +179,8 @@ pub struct LocalCluster {
     slots: Vec<Slot>,
     token: Option<String>,
     http: reqwest::Client,
+    /// iptables chains of [`LocalCluster::partition`], removed by `heal` or on drop.
+    firewall: Option<faults::Firewall>,
 }
 
 impl LocalCluster {
@@ -274,6 +296,8 @@ impl LocalCluster {
             index: i,
             problem: "kill9: not running".into(),
         })?;
+        // SIGKILL ends a stopped process too.
+        slot.paused = false;
         proc.kill9()
     }
 
@@ -318,8 +342,16 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        if let Err(e) = self.heal() {
+            eprintln!("chaos harness: removing the partition's iptables rules: {e}");
+        }
         for slot in &mut self.slots {
             if let Some(mut p) = slot.proc.take() {
+                if slot.paused {
+                    // Resume first so the process's end is an ordinary kill.
+                    let _ = p.signal("CONT");
+                    slot.paused = false;
+                }
                 let _ = p.kill9();
             }
         }

@@ -38,6 +38,10 @@ pub enum ChaosError {
     /// An operation was asked of a node that is not running (or is running when it must not be).
     #[error("node index {index}: {problem}")]
     NodeState { index: usize, problem: String },
+    /// A fault cannot be injected on this machine (not root, no `iptables`, ...): tests
+    /// that need it should report a skip with `reason` rather than fail.
+    #[error("cannot inject {fault} here: {reason}")]
+    FaultUnavailable { fault: String, reason: String },
     /// An invariant (acknowledged writes present, replicas equal, ...) does not hold.
     #[error("invariant violated: {0}")]
     Invariant(String),

@@ -63,6 +63,9 @@ pub struct NodeSpec {
     pub addrs: Option<NodeInfo>,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Run the process with this group id (needs root; root keeps its file access), so
+    /// that firewall rules can match its packets by owner (see `LocalCluster::partition`).
+    pub gid: Option<u32>,
 }
 
 /// A running node. Killed (SIGKILL) when dropped.
@@ -122,6 +125,9 @@ impl NodeProcess {
             }
         }
         cmd.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some(gid) = spec.gid {
+            std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+        }
         let _ = writeln!(log, "=== chaos harness: starting {cmd:?}");
         let stderr = log
             .try_clone()
@@ -186,6 +192,32 @@ impl NodeProcess {
     /// The listeners this run bound.
     pub fn info(&self) -> &NodeInfo {
         &self.info
+    }
+
+    /// The process id of this run.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (a name `kill` knows: `STOP`, `CONT`, ...) with `kill(1)`, so the
+    /// crate needs no unsafe code. Err when the process has exited or `kill` failed.
+    pub fn signal(&mut self, signal: &str) -> Result<()> {
+        self.check_alive(&format!("before SIG{signal}"))?;
+        let pid = self.child.id().to_string();
+        let out = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(&pid)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| ChaosError::io(format!("running kill -{signal} {pid}"), e))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(ChaosError::io(
+                format!("kill -{signal} {pid} (node {})", self.node_id),
+                std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+            ))
+        }
     }
 
     /// Err when the process has exited.

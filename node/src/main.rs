@@ -23,6 +23,9 @@ fn init_tracing(level: &str) {
 fn runtime() -> tokio::runtime::Runtime {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // The state machine's persistent maps (im) recurse with large frames in debug
+        // builds; 2 MiB overflowed at ~2,300 API keys. Stacks are reserved, not touched.
+        .thread_stack_size(16 * 1024 * 1024)
         .build()
     {
         Ok(rt) => rt,

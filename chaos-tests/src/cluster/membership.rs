@@ -51,7 +51,8 @@ impl LocalCluster {
     /// One probe: the running node that is leader by its own account, agreed by whoever asked.
     async fn probe_leader(&self) -> Result<usize, String> {
         let mut seen = Vec::new();
-        for i in self.running() {
+        // A paused node answers nothing: asking it would only wait out the timeout.
+        for i in self.running().into_iter().filter(|&i| !self.is_paused(i)) {
             let status = match self
                 .client(i)
                 .map_err(|e| e.to_string())?
@@ -67,7 +68,7 @@ impl LocalCluster {
             let Some(leader) = status
                 .leader_id
                 .and_then(|l| self.index_of(l))
-                .filter(|&l| self.is_running(l))
+                .filter(|&l| self.is_running(l) && !self.is_paused(l))
             else {
                 seen.push(format!("node {}: {}", self.node_id(i), status.summary()));
                 continue;

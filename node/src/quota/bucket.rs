@@ -72,7 +72,7 @@ impl Bucket {
             .is_ok();
         if ok {
             self.taken.fetch_add(units as u64, Ordering::Relaxed);
-            self.last_use_ms.store(now_ms, Ordering::Relaxed);
+            self.last_use_ms.fetch_max(now_ms, Ordering::Relaxed);
         }
         ok
     }
@@ -116,7 +116,9 @@ impl Bucket {
         at != 0 && now_ms.saturating_sub(at) < EXHAUSTED_RECHECK_MS
     }
 
-    pub fn add_want(&self, units: u64) {
+    /// A call waits for `units`: the bucket is in use (never handed back meanwhile).
+    pub fn add_want(&self, units: u64, now_ms: u64) {
+        self.last_use_ms.fetch_max(now_ms, Ordering::Relaxed);
         self.want.fetch_add(units, Ordering::AcqRel);
     }
 
@@ -156,6 +158,11 @@ impl Bucket {
 
     /// Adds a grant and wakes the calls waiting for one.
     pub fn grant(&self, units: u64, remaining: u64, now_ms: u64) {
+        // A fresh grant counts as use: it was asked for by calls about to take it, and
+        // must not look idle (and be handed back) before they run.
+        if units > 0 {
+            self.last_use_ms.fetch_max(now_ms, Ordering::Relaxed);
+        }
         self.balance.fetch_add(clamp_i64(units), Ordering::AcqRel);
         self.remaining_hint.store(remaining, Ordering::Relaxed);
         let used_up = units == 0 && remaining == 0;

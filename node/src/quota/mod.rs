@@ -222,23 +222,24 @@ impl Quotas {
             if b.exhausted(crate::proxy::unix_ms()) {
                 return Err(Taken::Exhausted);
             }
+            let now_ms = crate::proxy::unix_ms();
             let granted = b.granted.notified();
             tokio::pin!(granted);
             granted.as_mut().enable();
             if b.try_take(units, now_ms) {
                 return Ok(());
             }
-            b.add_want(units);
+            b.add_want(units, now_ms);
             self.wake.notify_one();
             if tokio::time::timeout_at(deadline, granted).await.is_err() {
                 b.drop_want(units);
-                return if b.try_take(units, now_ms) {
+                return if b.try_take(units, crate::proxy::unix_ms()) {
                     Ok(())
                 } else {
                     Err(Taken::Unavailable)
                 };
             }
-            if b.try_take(units, now_ms) {
+            if b.try_take(units, crate::proxy::unix_ms()) {
                 return Ok(());
             }
         }

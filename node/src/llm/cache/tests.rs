@@ -256,7 +256,7 @@ impl Rng {
 #[test]
 fn random_operations_respect_the_byte_bound() {
     for seed in 1..=20u64 {
-        let mut rng = Rng(seed * 0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let max = 2_000 + rng.below(6_000) as usize;
         let c = ResponseCache::new(max);
         let t0 = Instant::now();

@@ -1,0 +1,381 @@
+#!/usr/bin/env bash
+# Global-quota overhead benchmark: the same raftgate route (key auth + rewrite to the
+# raftgate-upstream /bench endpoint) without and with a strict per-API-key quota whose
+# limit is high enough never to reject, with 1, 100 and 10,000 distinct API keys (wrk
+# rotates `Authorization: Bearer` over them), on one node and on a 3-node cluster.
+# Prints the throughput ratio (quota / no quota), the p99 latency the quota adds, and
+# the Raft writes per second the quota causes (raftgate_quota_sync_writes_total over the
+# measured run). Not a test: nothing fails on a number. See bench/README.md "Quotas".
+#
+# Environment: DURATION (10) seconds per measured run, CONNS (64) connections of the
+# throughput run, LOW_CONNS (4) of the moderate-load run (0 skips it), WARMUP (3) seconds,
+# KEYS (1,100,10000), NODES (1,3), LIMIT (100000000 per minute per key), BUILD (1; 0 uses
+# existing binaries), PROXY_CPU (0), LOAD_CPU (1), KEY_PARALLEL (32) concurrent key
+# creations, KEEP_WORK (0; 1 keeps the temp dir with logs and wrk output).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target="${CARGO_TARGET_DIR:-$root/target}"
+
+DURATION="${DURATION:-10}"
+CONNS="${CONNS:-64}"
+LOW_CONNS="${LOW_CONNS:-4}"
+WARMUP="${WARMUP:-3}"
+KEYS="${KEYS:-1,100,10000}"
+NODES="${NODES:-1,3}"
+LIMIT="${LIMIT:-100000000}"
+BUILD="${BUILD:-1}"
+PROXY_CPU="${PROXY_CPU:-0}"
+LOAD_CPU="${LOAD_CPU:-1}"
+KEY_PARALLEL="${KEY_PARALLEL:-32}"
+KEEP_WORK="${KEEP_WORK:-0}"
+
+log() { printf '[quota-bench] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for v in DURATION CONNS LOW_CONNS WARMUP LIMIT PROXY_CPU LOAD_CPU KEY_PARALLEL; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
+done
+((DURATION >= 1 && DURATION <= 600)) || die "DURATION must be 1..600"
+((KEY_PARALLEL >= 1)) || die "KEY_PARALLEL must be at least 1"
+for k in ${KEYS//,/ }; do
+    [[ "$k" =~ ^[0-9]+$ ]] && ((k >= 1 && k <= 100000)) || die "KEYS entries must be 1..100000, got '$k'"
+done
+for n in ${NODES//,/ }; do
+    [[ "$n" == 1 || "$n" == 3 ]] || die "NODES entries must be 1 or 3, got '$n'"
+done
+
+# ---------------------------------------------------------------------------- tools
+
+ensure_tools() {
+    local missing=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v taskset >/dev/null || missing+=(util-linux)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v jq >/dev/null || missing+=(jq)
+    ((${#missing[@]} == 0)) && return
+    ((EUID == 0)) || die "missing tools (${missing[*]}); install them with apt-get as root"
+    log "installing ${missing[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+ensure_tools
+
+cpus="$(nproc)"
+if ((cpus < 2)); then
+    log "warning: $cpus CPU: nodes, upstream and wrk all share CPU 0; numbers mean little"
+    PROXY_CPU=0 LOAD_CPU=0
+fi
+
+# ---------------------------------------------------------------------------- build
+
+if [[ "$BUILD" == 1 ]]; then
+    (cd "$root" && cargo build --release -p raftgate-node -p raftgate-chaos)
+fi
+UPSTREAM_BIN="${UPSTREAM_BIN:-$target/release/raftgate-upstream}"
+RAFTGATE_BIN="${RAFTGATE_BIN:-$target/release/raftgate}"
+[[ -x "$UPSTREAM_BIN" ]] || die "$UPSTREAM_BIN not found (BUILD=1 builds it)"
+[[ -x "$RAFTGATE_BIN" ]] || die "$RAFTGATE_BIN not found (BUILD=1 builds it)"
+
+# ---------------------------------------------------------------------------- processes
+
+work="$(mktemp -d -t raftgate-bench-quota.XXXXXX)"
+pids=()
+
+stop_pid() {
+    local pid="$1" i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do stop_pid "$pid"; done
+    if [[ "$KEEP_WORK" == 1 ]]; then
+        log "kept $work"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Waits up to $2 seconds for command $3... to succeed.
+wait_for() {
+    local what="$1" secs="$2" deadline=$((SECONDS + $2))
+    shift 2
+    until "$@"; do
+        ((SECONDS < deadline)) || { log "timed out after ${secs}s waiting for $what"; return 1; }
+        sleep 0.1
+    done
+}
+
+# ---------------------------------------------------------------------------- wrk
+
+# A wrk duration ("243.00us", "1.02ms", "1.10s", "2.00m") in microseconds.
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") m = 1; else if (u == "ms") m = 1000; else if (u == "s") m = 1000000;
+        else if (u == "m") m = 60000000; else m = -1
+        if (m < 0) print "NaN"; else printf "%.1f\n", n * m }'
+}
+
+# parse_wrk FILE: prints "STATUS RPS P50_US P99_US NOTE" (STATUS ok or FAILED).
+parse_wrk() {
+    local f="$1" rps p50 p99 non2xx errs
+    rps="$(awk '/^Requests\/sec:/ {print $2}' "$f")"
+    p50="$(awk '$1 == "50%" {print $2}' "$f")"
+    p99="$(awk '$1 == "99%" {print $2}' "$f")"
+    non2xx="$(awk -F': *' '/Non-2xx or 3xx responses/ {print $2}' "$f")"
+    errs="$(awk '/Socket errors/ {sub(/^ *Socket errors: */, ""); gsub(/ /, ""); print}' "$f")"
+    if [[ -n "$non2xx" ]]; then
+        echo "FAILED - - - non-2xx:$non2xx"
+    elif [[ -z "$rps" || -z "$p99" ]] || awk -v r="$rps" 'BEGIN {exit !(r + 0 == 0)}'; then
+        echo "FAILED - - - no-result(see:$(basename "$f"))"
+    else
+        echo "ok $rps $(to_us "$p50") $(to_us "$p99") ${errs:+errors:$errs}"
+    fi
+}
+
+# The wrk script: one `Authorization: Bearer` per request, rotating over a key file
+# (one plaintext key per line), starting at a random key.
+write_lua() {
+    local keys_file="$1" out="$2"
+    cat >"$out" <<EOF
+local keys = {}
+for line in io.lines("$keys_file") do
+  if #line > 0 then keys[#keys + 1] = "Bearer " .. line end
+end
+math.randomseed(os.time())
+local i = math.random(#keys)
+request = function()
+  i = i % #keys + 1
+  return wrk.format(nil, nil, { ["Authorization"] = keys[i] })
+end
+EOF
+}
+
+# "WRITES UNAVAILABLE EXHAUSTED": raftgate_quota_sync_writes_total (every result) and
+# raftgate_quota_rejected_total by reason, summed over the given admin URLs.
+quota_counters() {
+    local admin
+    for admin in "$@"; do
+        curl -s --max-time 5 "$admin/metrics" || true
+    done | awk '
+        /^raftgate_quota_sync_writes_total[{ ]/ {w += $NF}
+        /^raftgate_quota_rejected_total\{/ && /reason="unavailable"/ {u += $NF}
+        /^raftgate_quota_rejected_total\{/ && /reason="exhausted"/ {e += $NF}
+        END {printf "%d %d %d\n", w, u, e}'
+}
+
+declare -A RESULT # "nodes:keys:system:conns" -> "parse_wrk line WRITES_PER_S"
+
+# measure TAG URL LUA CONNS ADMIN...: warm-up, then the measured run with the Raft write
+# counters read before and after it.
+measure() {
+    local tag="$1" url="$2" lua="$3" conns="$4"
+    shift 4
+    local out="$work/wrk-${tag//:/-}-c$conns.txt" before after line w0 u0 e0 w1 u1 e1
+    local args=(-t1 "-c$conns" --timeout 5s -s "$lua")
+    log "$tag: wrk -t1 -c$conns -d${DURATION}s $url"
+    timeout $((WARMUP + 30)) taskset -c "$LOAD_CPU" wrk "${args[@]}" "-d${WARMUP}s" "$url" >/dev/null 2>&1 || true
+    before="$(quota_counters "$@")"
+    timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" wrk "${args[@]}" "-d${DURATION}s" --latency "$url" >"$out" 2>&1 || true
+    after="$(quota_counters "$@")"
+    line="$(parse_wrk "$out")"
+    # Rejections by the quota during the run (warm-up excluded) go into the note.
+    read -r w0 u0 e0 <<<"$before"
+    read -r w1 u1 e1 <<<"$after"
+    if ((u1 > u0 || e1 > e0)); then
+        line="${line% } quota-rejected:unavailable=$((u1 - u0)),exhausted=$((e1 - e0))"
+    fi
+    RESULT["$tag:$conns"]="$line $(awk -v a="$w1" -v b="$w0" -v d="$DURATION" 'BEGIN {printf "%.1f", (a - b) / d}')"
+}
+
+# ---------------------------------------------------------------------------- upstream
+
+load_at_start="$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')"
+log "work dir $work; nodes on CPU $PROXY_CPU, wrk and upstream on CPU $LOAD_CPU; load average $load_at_start"
+taskset -c "$LOAD_CPU" "$UPSTREAM_BIN" --listen 127.0.0.1:0 --name bench --threads 1 \
+    >"$work/upstream.log" 2>&1 &
+pids+=($!)
+upstream_listening() { grep -q '^listening on ' "$work/upstream.log"; }
+wait_for "the upstream to listen" 10 upstream_listening || die "upstream: $(cat "$work/upstream.log")"
+UPSTREAM="$(awk '/^listening on / {print $3; exit}' "$work/upstream.log")"
+log "upstream at $UPSTREAM"
+
+# ---------------------------------------------------------------------------- cluster
+
+ADMINS=() # admin URL of each node of the current cluster
+HTTPS=()  # data-plane address of each node
+NODE_PIDS=()
+TOKEN=""
+
+# start_node DIR ID: one `raftgate serve` on loopback, port 0 everywhere; appends to
+# ADMINS, HTTPS and NODE_PIDS.
+start_node() {
+    local dir="$1" id="$2"
+    mkdir -p "$dir"
+    local unset=() v
+    for v in $(compgen -e | grep '^RAFTGATE_' || true); do unset+=(-u "$v"); done
+    env "${unset[@]}" taskset -c "$PROXY_CPU" "$RAFTGATE_BIN" serve \
+        --node-id "$id" --data-dir "$dir/data" --http-addr 127.0.0.1:0 \
+        --admin-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 --advertise-host 127.0.0.1 \
+        >"$dir/stdout.log" 2>"$dir/stderr.log" &
+    local pid=$!
+    pids+=("$pid")
+    NODE_PIDS+=("$pid")
+    node_json_ready() { jq -e '.admin_url != "" and .http_addr != ""' "$dir/data/node.json" >/dev/null 2>&1; }
+    wait_for "node $id to write node.json" 30 node_json_ready ||
+        die "node $id did not start: $(tail -20 "$dir/stderr.log")"
+    local admin
+    admin="$(jq -r .admin_url "$dir/data/node.json")"
+    healthy() { curl -sf --max-time 2 "$admin/healthz" >/dev/null; }
+    wait_for "node $id /healthz" 30 healthy || die "node $id is not healthy"
+    ADMINS+=("$admin")
+    HTTPS+=("$(jq -r .http_addr "$dir/data/node.json")")
+}
+
+# api METHOD PATH BODY: an admin call on node 1; dies on a non-2xx answer.
+api() {
+    local body
+    body="$(curl -s --max-time 30 -w '\n%{http_code}' -X "$1" -H "Authorization: Bearer $TOKEN" \
+        -H 'content-type: application/json' --data "$3" "${ADMINS[0]}/admin/v1/$2")"
+    [[ "${body##*$'\n'}" == 2* ]] || die "$1 /admin/v1/$2 $3: ${body//$'\n'/ }"
+    printf '%s' "${body%$'\n'*}"
+}
+
+# start_cluster N: N nodes, node 1 initialised, the others joined as voters.
+start_cluster() {
+    local n="$1" dir="$work/cluster-$1" i
+    ADMINS=() HTTPS=() NODE_PIDS=()
+    for i in $(seq 1 "$n"); do start_node "$dir/node$i" "$i"; done
+    TOKEN="$("$RAFTGATE_BIN" cluster init --server "${ADMINS[0]}" 2>>"$dir/cli.log")" ||
+        die "cluster init failed: $(cat "$dir/cli.log")"
+    for i in $(seq 2 "$n"); do
+        "$RAFTGATE_BIN" cluster join --server "${ADMINS[$((i - 1))]}" --token "$TOKEN" \
+            --via "${ADMINS[0]}" >>"$dir/cli.log" 2>&1 || die "node $i could not join: $(tail -5 "$dir/cli.log")"
+    done
+    voters() {
+        local v
+        v="$(curl -s --max-time 5 -H "Authorization: Bearer $TOKEN" "${ADMINS[0]}/admin/v1/cluster" |
+            jq '[.nodes[] | select(.voter and .reachable)] | length' 2>/dev/null || echo 0)"
+        [[ "$v" == "$n" ]]
+    }
+    wait_for "$n reachable voters" 60 voters || die "the cluster did not reach $n voters"
+    api POST upstreams "{\"id\":\"bench\",\"targets\":[{\"address\":\"$UPSTREAM\"}]}" >/dev/null
+    api POST tenants '{"id":"t1"}' >/dev/null
+    api POST consumers '{"id":"c1","tenant":"t1"}' >/dev/null
+    api POST routes '{"id":"noquota","tenant":"t1","path":"/noquota","target":{"upstream":"bench"},"policies":[{"key_auth":{}},{"rewrite":{"replace_prefix":"/bench"}}]}' >/dev/null
+}
+
+stop_cluster() {
+    local pid
+    for pid in "${NODE_PIDS[@]}"; do stop_pid "$pid"; done
+    NODE_PIDS=()
+}
+
+# create_keys DIR FROM TO: keys kFROM..kTO of consumer c1 through the admin API
+# (POST /admin/v1/consumers/c1/keys, KEY_PARALLEL at a time with curl --parallel); their
+# plaintexts are appended to DIR/keys.txt.
+create_keys() {
+    local dir="$1" from="$2" to="$3" i
+    ((from <= to)) || return 0
+    local out="$dir/keys-$from-$to" cfg="$dir/keys-$from-$to.curl"
+    mkdir -p "$out"
+    for i in $(seq "$from" "$to"); do
+        ((i == from)) || echo next # `next` separates the options of two transfers
+        printf 'url = "%s/admin/v1/consumers/c1/keys"\nrequest = "POST"\nheader = "Authorization: Bearer %s"\nheader = "content-type: application/json"\ndata = "{\\"id\\":\\"k%d\\"}"\noutput = "%s/k%d.json"\nmax-time = 60\nsilent\n' \
+            "${ADMINS[0]}" "$TOKEN" "$i" "$out" "$i"
+    done >"$cfg"
+    timeout 1200 curl -sS --parallel --parallel-max "$KEY_PARALLEL" -K "$cfg" || die "creating keys k$from..k$to failed"
+    find "$out" -name '*.json' -print0 | xargs -0 jq -r '.key // empty' >>"$dir/keys.txt"
+    local want=$((to - from + 1)) got
+    got="$(find "$out" -name '*.json' -print0 | xargs -0 jq -r '.key // empty' | wc -l)"
+    ((got == want)) || die "asked for $want keys, got $got (answers in $out)"
+}
+
+# ---------------------------------------------------------------------------- runs
+
+declare -A KEY_SECS # "nodes:keys" -> seconds to create that many keys
+
+for nodes in ${NODES//,/ }; do
+    log "=== $nodes node(s)"
+    start_cluster "$nodes"
+    dir="$work/cluster-$nodes"
+    : >"$dir/keys.txt"
+    have=0
+    # wrk talks to the last node: on 3 nodes a follower, whose quota writes are forwarded.
+    target="${HTTPS[$((nodes - 1))]}"
+    for k in $(tr ',' '\n' <<<"$KEYS" | sort -n | uniq); do
+        t0=$SECONDS
+        create_keys "$dir" $((have + 1)) "$k"
+        KEY_SECS["$nodes:$k"]=$((SECONDS - t0))
+        log "$nodes node(s): keys k$((have + 1))..k$k created in ${KEY_SECS["$nodes:$k"]}s"
+        have=$k
+        head -n "$k" "$dir/keys.txt" >"$dir/keys-$k.txt"
+        write_lua "$dir/keys-$k.txt" "$dir/keys-$k.lua"
+        # One policy and route per key count, so no run starts with another's buckets.
+        api POST quota_policies "{\"id\":\"q$k\",\"scope\":[\"api_key\"],\"metric\":\"requests\",\"window\":\"minute\",\"limit\":$LIMIT,\"mode\":\"strict\"}" >/dev/null
+        api POST routes "{\"id\":\"quota$k\",\"tenant\":\"t1\",\"path\":\"/quota$k\",\"target\":{\"upstream\":\"bench\"},\"policies\":[{\"key_auth\":{}},{\"quota\":\"q$k\"},{\"rewrite\":{\"replace_prefix\":\"/bench\"}}]}" >/dev/null
+        key1="$(head -n1 "$dir/keys.txt")"
+        for path in noquota "quota$k"; do
+            check() { [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $key1" "http://$target/$path")" == 200 ]]; }
+            wait_for "/$path to answer 200 on the target node" 15 check || log "warning: /$path does not answer 200"
+        done
+        for c in "$CONNS" "$LOW_CONNS"; do
+            ((c > 0)) || continue
+            measure "$nodes:$k:noquota" "http://$target/noquota" "$dir/keys-$k.lua" "$c" "${ADMINS[@]}"
+            measure "$nodes:$k:quota" "http://$target/quota$k" "$dir/keys-$k.lua" "$c" "${ADMINS[@]}"
+        done
+    done
+    stop_cluster
+done
+
+# ---------------------------------------------------------------------------- report
+
+field() { # field KEY INDEX (1 status, 2 rps, 3 p50, 4 p99, last: writes/s)
+    local line="${RESULT["$1"]:-}"
+    [[ -n "$line" ]] || { echo "-"; return; }
+    if [[ "$2" == last ]]; then awk '{print $NF}' <<<"$line"; else awk -v i="$2" '{print $i}' <<<"$line"; fi
+}
+ok() { [[ "$(field "$1" 1)" == ok ]]; }
+note() { awk '{for (i = 5; i < NF; i++) printf "%s ", $i}' <<<"${RESULT["$1"]:-}"; }
+ms() { [[ "$1" == - || "$1" == NaN ]] && echo "-" || awk -v u="$1" 'BEGIN {printf "%.3f", u / 1000}'; }
+
+echo
+echo "Global quota overhead: wrk -t1 (Lua: rotating Authorization: Bearer over N keys), ${DURATION}s after ${WARMUP}s warm-up"
+echo "route: key_auth + rewrite (no quota) vs key_auth + strict per-key quota (limit $LIMIT/minute) + rewrite"
+echo "($cpus CPUs; nodes on CPU $PROXY_CPU; wrk and upstream on CPU $LOAD_CPU; 3 nodes: wrk talks to node 3, a follower)"
+echo "(1-minute load average at start: $load_at_start)"
+for c in "$CONNS" "$LOW_CONNS"; do
+    ((c > 0)) || continue
+    echo
+    printf '%-5s | %6s | %8s | %12s | %12s | %7s | %11s | %11s | %10s | %11s | %s\n' \
+        nodes keys "keys made" "no-quota r/s" "quota r/s" ratio "p99 no-q ms" "p99 quota ms" "p99 added" "raft wr/s" "c=$c note"
+    printf '%s\n' "------+--------+----------+--------------+--------------+---------+-------------+-------------+------------+-------------+-----"
+    for nodes in ${NODES//,/ }; do
+        for k in $(tr ',' '\n' <<<"$KEYS" | sort -n | uniq); do
+            a="$nodes:$k:noquota:$c" b="$nodes:$k:quota:$c"
+            if ok "$a" && ok "$b"; then
+                printf '%-5s | %6s | %7ss | %12.0f | %12.0f | %6.2fx | %11s | %11s | %+9.3f | %11s | %s\n' \
+                    "$nodes" "$k" "${KEY_SECS["$nodes:$k"]:-?}" "$(field "$a" 2)" "$(field "$b" 2)" \
+                    "$(awk -v q="$(field "$b" 2)" -v n="$(field "$a" 2)" 'BEGIN {print q / n}')" \
+                    "$(ms "$(field "$a" 4)")" "$(ms "$(field "$b" 4)")" \
+                    "$(awk -v q="$(field "$b" 4)" -v n="$(field "$a" 4)" 'BEGIN {print (q - n) / 1000}')" \
+                    "$(field "$b" last)" "$(note "$a")$(note "$b")"
+            else
+                printf '%-5s | %6s | %7ss | %12s | %12s | %7s | %11s | %11s | %10s | %11s | %s\n' \
+                    "$nodes" "$k" "${KEY_SECS["$nodes:$k"]:-?}" "$(field "$a" 1)" "$(field "$b" 1)" - - - - \
+                    "$(field "$b" last)" "no-quota: ${RESULT["$a"]:-none}; quota: ${RESULT["$b"]:-none}"
+            fi
+        done
+    done
+done
