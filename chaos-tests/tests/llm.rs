@@ -18,6 +18,8 @@ mod embeddings;
 mod errors;
 #[path = "llm/fallback.rs"]
 mod fallback;
+#[path = "llm/features.rs"]
+mod features;
 #[path = "llm/messages.rs"]
 mod messages;
 #[path = "llm/models.rs"]

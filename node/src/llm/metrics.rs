@@ -15,6 +15,7 @@ pub struct LlmMetrics {
     cost: IntCounterVec,
     ttft: HistogramVec,
     duration: HistogramVec,
+    guardrails: IntCounterVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -24,6 +25,13 @@ fn must<T>(r: prometheus::Result<T>) -> T {
 impl LlmMetrics {
     pub fn new(registry: &Registry) -> LlmMetrics {
         let m = LlmMetrics {
+            guardrails: must(IntCounterVec::new(
+                Opts::new(
+                    "raftgate_llm_guardrail_findings_total",
+                    "Guardrail findings by category (never the values)",
+                ),
+                &["category"],
+            )),
             requests: must(IntCounterVec::new(
                 Opts::new("raftgate_llm_requests_total", "LLM API calls by outcome"),
                 &["model", "provider", "status_class"],
@@ -67,6 +75,7 @@ impl LlmMetrics {
             Box::new(m.cost.clone()),
             Box::new(m.ttft.clone()),
             Box::new(m.duration.clone()),
+            Box::new(m.guardrails.clone()),
         ] {
             let _ = registry.register(c);
         }
@@ -89,6 +98,10 @@ impl LlmMetrics {
             .with_label_values(&[model, provider, class])
             .inc();
         self.duration.with_label_values(&[model]).observe(secs);
+    }
+
+    pub fn guardrail(&self, category: &str, count: u64) {
+        self.guardrails.with_label_values(&[category]).inc_by(count);
     }
 
     pub fn first_token(&self, model: &str, secs: f64) {

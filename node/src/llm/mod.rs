@@ -30,7 +30,9 @@ use hyper::body::{Bytes, Incoming};
 use raftgate_store::model::{Guardrails, KeyAuth, Kind, Model, Provider, Resource};
 use serde_json::{json, Value};
 
+use self::cache::{CacheKey, ResponseCache};
 use self::error::{Flavor, LlmError};
+use self::guardrails::Guard;
 use self::providers::{Answer, AttemptError, Target};
 use self::routing::{Attempt, Cooldowns};
 use self::translate::{anthropic, openai, Usage};
@@ -83,8 +85,13 @@ pub struct Llm {
     cooldowns: Cooldowns,
     keys: Vec<Authenticator>,
     quotas: Arc<Quotas>,
+    cache: Arc<ResponseCache>,
     pub metrics: LlmMetrics,
 }
+
+/// Memory for cached answers per node.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+static X_CACHE: HeaderName = HeaderName::from_static("x-raftgate-cache");
 
 /// Who is calling, as far as quotas and guardrails care.
 #[derive(Debug, Clone, Default)]
@@ -114,6 +121,10 @@ struct Call {
     permit: Option<Permit>,
     headers: HeaderMap,
     output_budget: Option<u64>,
+    /// Where to store the answer, for a model with a cache (on a miss).
+    cache_key: Option<(CacheKey, Duration)>,
+    /// Checks the answer against the deny-list.
+    guard: Option<Arc<Guard>>,
 }
 
 impl Llm {
@@ -136,6 +147,7 @@ impl Llm {
             cooldowns: Cooldowns::default(),
             keys,
             quotas,
+            cache: Arc::new(ResponseCache::new(CACHE_BYTES)),
             metrics: LlmMetrics::new(registry),
         })
     }
@@ -300,6 +312,8 @@ impl Llm {
             permit,
             headers,
             output_budget,
+            cache_key: None,
+            guard: None,
         })
     }
 
@@ -314,7 +328,11 @@ impl Llm {
         started: Instant,
         route_guardrails: Option<&Guardrails>,
     ) -> Result<Response<ProxyBody>, LlmError> {
-        let _ = route_guardrails;
+        let guard = guard_for(compiled, &who, route_guardrails);
+        if let Some(g) = &guard {
+            let verdict = g.check_prompt(&mut req);
+            self.judged(&model.id, "prompt", &verdict)?;
+        }
         let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
         let usage_wanted = req
             .pointer("/stream_options/include_usage")
@@ -328,9 +346,19 @@ impl Llm {
             .or(model.default_max_tokens.map(u64::from))
             .unwrap_or(usage::DEFAULT_OUTPUT_ESTIMATE);
         let estimated_input = translate::estimate_prompt_tokens(&req);
-        let call = self
+        let mut call = self
             .reserve(compiled, &who, model, estimated_input, estimated_output)
             .await?;
+        call.guard = guard.map(Arc::new);
+        if let Some(c) = call.model.cache {
+            let key = CacheKey::new(who.tenant.as_deref().unwrap_or(""), &call.model.id, &req);
+            if let Some(hit) = self.cache.get(&key, Instant::now()) {
+                return Ok(self.cached(api, call, &hit, stream, usage_wanted, started));
+            }
+            call.headers
+                .insert(X_CACHE.clone(), HeaderValue::from_static("miss"));
+            call.cache_key = Some((key, Duration::from_secs(c.ttl_secs)));
+        }
         if let Some(budget) = call.output_budget {
             // A hard quota: the provider itself stops at what the reservation covers.
             let capped = asked_output.map_or(budget, |a| a.min(budget)).max(1);
@@ -442,6 +470,81 @@ impl Llm {
         Err(all_failed(&call.model.id, &failures))
     }
 
+    /// Records a guardrail verdict (categories only, never values) and refuses the call
+    /// when it blocks.
+    fn judged(&self, model: &str, what: &str, v: &guardrails::Verdict) -> Result<(), LlmError> {
+        for (category, count) in &v.findings {
+            self.metrics.guardrail(category, u64::from(*count));
+        }
+        if !v.findings.is_empty() {
+            let found: Vec<&str> = v.findings.iter().map(|(c, _)| *c).collect();
+            tracing::info!(model, what, findings = ?found, blocked = ?v.blocked, "guardrail findings");
+        }
+        match v.blocked {
+            Some(category) => Err(LlmError::new(
+                StatusCode::BAD_REQUEST,
+                "guardrail_blocked",
+                format!("the {what} was blocked by a guardrail ({category})"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Answers from the cache: nothing was generated, so no tokens are charged (request
+    /// quotas count the call).
+    fn cached(
+        &self,
+        api: Api,
+        mut call: Call,
+        hit: &Value,
+        stream: bool,
+        usage_wanted: bool,
+        started: Instant,
+    ) -> Response<ProxyBody> {
+        if let Some(p) = call.permit.take() {
+            p.settle(|q| usage::units(q.metric, &Usage::default(), 0));
+        }
+        self.metrics.finished(
+            &call.model.id,
+            "cache",
+            200,
+            started.elapsed().as_secs_f64(),
+        );
+        let mut headers = call.headers;
+        headers.insert(X_CACHE.clone(), HeaderValue::from_static("hit"));
+        if stream {
+            let mut chunks = cache::replay(hit);
+            if !chunks.is_empty() {
+                let first = chunks.remove(0);
+                let finish = stream::Finish {
+                    settle: Box::new(|_, _| {}),
+                    estimated_input: call.estimated_input,
+                    output_budget: None,
+                    idle: DEFAULT_TIMEOUT,
+                    started,
+                    on_first_chunk: Box::new(|_| {}),
+                    guard: None,
+                    on_complete: None,
+                };
+                let s = Box::new(providers::ChunkStream::mock(chunks));
+                return stream::respond(
+                    api.flavor(),
+                    &call.model.id,
+                    usage_wanted,
+                    first,
+                    s,
+                    headers,
+                    finish,
+                );
+            }
+        }
+        let body = match api {
+            Api::Messages => anthropic::response_to_anthropic(hit).unwrap_or_else(|_| hit.clone()),
+            _ => hit.clone(),
+        };
+        json_response(&body, headers)
+    }
+
     fn whole(
         &self,
         api: Api,
@@ -454,18 +557,26 @@ impl Llm {
         if let Some(o) = resp.as_object_mut() {
             o.insert("model".into(), Value::String(call.model.id.clone()));
         }
+
         let used = translate::openai_usage(&resp).unwrap_or(Usage {
             input: call.estimated_input,
             output: 0,
             cached_input: 0,
         });
         self.settle(&call.model, attempt, provider, call.permit, used);
+        if let Some(g) = call.guard.as_ref().filter(|g| g.checks_answers()) {
+            let text = answer_text(&resp);
+            self.judged(&call.model.id, "answer", &g.check_answer(&text))?;
+        }
         self.metrics.finished(
             &call.model.id,
             &provider.id,
             200,
             started.elapsed().as_secs_f64(),
         );
+        if let Some((key, ttl)) = call.cache_key {
+            self.cache.put(key, resp.clone(), ttl, Instant::now());
+        }
         let body = match api {
             Api::Messages => anthropic::response_to_anthropic(&resp).map_err(|e| {
                 LlmError::new(
@@ -517,6 +628,15 @@ impl Llm {
             idle,
             started,
             on_first_chunk: Box::new(move |secs| metrics.first_token(&model_id, secs)),
+            guard: call.guard.clone().filter(|g| g.checks_answers()),
+            on_complete: call.cache_key.map(|(key, ttl)| {
+                let cache = self.cache.clone();
+                Box::new(move |chunks: Vec<Value>| {
+                    if let Some(whole) = cache::accumulate(&chunks) {
+                        cache.put(key, whole, ttl, Instant::now());
+                    }
+                }) as Box<dyn FnOnce(Vec<Value>) + Send>
+            }),
         };
         stream::respond(
             api.flavor(),
@@ -571,6 +691,11 @@ impl Llm {
                 .with_param("input"))
             }
         };
+        let mut req = req;
+        if let Some(g) = guard_for(compiled, &who, None) {
+            let verdict = g.check_embedding_input(&mut req);
+            self.judged(&model.id, "input", &verdict)?;
+        }
         let call = self.reserve(compiled, &who, model, input_tokens, 0).await?;
         let state = &compiled.snapshot.state;
         let timeout = call
@@ -667,6 +792,52 @@ fn attempt_budget(deadline: Instant, attempts_left: usize) -> Duration {
         2 => left / 2,
         _ => left / 3,
     }
+}
+
+/// The guardrails of the caller's tenant and of the route, combined.
+fn guard_for(compiled: &Compiled, who: &Who, route: Option<&Guardrails>) -> Option<Guard> {
+    let state = &compiled.snapshot.state;
+    let tenant = who
+        .tenant
+        .as_deref()
+        .and_then(|t| match &state.get(Kind::Tenant, t)?.resource {
+            Resource::Tenant(t) => t.guardrails.as_ref(),
+            _ => None,
+        });
+    let cfgs: Vec<&Guardrails> = tenant.into_iter().chain(route).collect();
+    if cfgs.is_empty() {
+        None
+    } else {
+        Guard::combine(&cfgs)
+    }
+}
+
+/// The text of a whole answer's choices (content and tool-call arguments).
+fn answer_text(resp: &Value) -> String {
+    let mut out = String::new();
+    for c in resp
+        .get("choices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = c.pointer("/message/content").and_then(Value::as_str) {
+            out.push_str(t);
+            out.push('\n');
+        }
+        for call in c
+            .pointer("/message/tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(a) = call.pointer("/function/arguments").and_then(Value::as_str) {
+                out.push_str(a);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 fn provider<'a>(state: &'a raftgate_store::state::State, id: &str) -> Option<&'a Provider> {

@@ -29,6 +29,10 @@ pub struct Finish {
     pub idle: Duration,
     pub started: Instant,
     pub on_first_chunk: Box<dyn FnOnce(f64) + Send>,
+    /// Checks the answer text as it streams (deny-list); a hit ends the stream.
+    pub guard: Option<std::sync::Arc<super::guardrails::Guard>>,
+    /// Given every chunk when the stream ended normally (to cache the answer).
+    pub on_complete: Option<Box<dyn FnOnce(Vec<Value>) + Send>>,
 }
 
 enum Encoder {
@@ -134,6 +138,9 @@ async fn pump(
     let mut next = Some(first);
     let mut client_gone = false;
     let mut first_sent = Some(finish.on_first_chunk);
+    let mut kept: Option<Vec<Value>> = finish.on_complete.as_ref().map(|_| Vec::new());
+    let mut cut_off = false;
+    let mut checked = 0usize;
     'chunks: loop {
         let chunk = match next.take() {
             Some(c) => c,
@@ -152,6 +159,23 @@ async fn pump(
             reported = Some(u);
         }
         text.push_str(&text_of_openai_chunk(&chunk));
+        if let Some(k) = kept.as_mut() {
+            k.push(chunk.clone());
+        }
+        if let Some(g) = &finish.guard {
+            // Terms are at most 200 bytes: look at what is new plus that much before it.
+            let from = text.floor_char_boundary(checked.saturating_sub(256));
+            let v = g.check_answer(&text[from..]);
+            checked = text.len();
+            if let Some(category) = v.blocked {
+                tracing::info!(category, "streamed answer blocked by a guardrail");
+                let msg = format!("the answer was blocked by a guardrail ({category})");
+                let _ = tx.send(Ok(Frame::data(enc.error(&msg)))).await;
+                cut_off = true;
+                client_gone = true; // no orderly end after an error event
+                break;
+            }
+        }
         // The provider was asked for at most the budget (`max_tokens`); this cut is the
         // backstop for one that ignores it, with room for the estimate's error.
         let over_budget = finish
@@ -173,6 +197,7 @@ async fn pump(
             for frame in enc.encode(cut) {
                 let _ = tx.send(Ok(Frame::data(frame))).await;
             }
+            cut_off = true;
             break;
         }
     }
@@ -182,6 +207,12 @@ async fn pump(
                 break;
             }
         }
+    }
+    // Only a whole, uncut answer is worth caching.
+    if let (Some(store), Some(chunks), false, false) =
+        (finish.on_complete, kept, client_gone, cut_off)
+    {
+        store(chunks);
     }
     let complete = reported.is_some();
     let usage = reported.unwrap_or(Usage {

@@ -21,7 +21,8 @@ use regex::RegexSet;
 pub(super) const THRESHOLD: u32 = 10;
 
 /// What to say before an instructions noun to address the model's own instructions.
-const NOUN: &str = r"(?:instructions?|prompts?|directions?|directives?|rules|guidelines|commands?|constraints)";
+const NOUN: &str =
+    r"(?:instructions?|prompts?|directions?|directives?|rules|guidelines|commands?|constraints)";
 const POSITION: &str =
     r"(?:previous|prior|above|earlier|preceding|foregoing|original|initial|system)";
 

@@ -143,8 +143,7 @@ impl Guard {
     /// nothing is to be checked.
     pub fn combine(cfgs: &[&Guardrails]) -> Option<Guard> {
         let guard = Guard::merge(cfgs);
-        (guard.pii.is_some() || guard.injection.is_some() || guard.deny.is_some())
-            .then_some(guard)
+        (guard.pii.is_some() || guard.injection.is_some() || guard.deny.is_some()).then_some(guard)
     }
 
     fn merge(cfgs: &[&Guardrails]) -> Guard {
@@ -235,7 +234,10 @@ impl Guard {
                     }
                 }
             }
-            if let Some(args) = msg.pointer_mut("/function_call/arguments") {
+            if let Some(args) = msg
+                .get_mut("function_call")
+                .and_then(|f| f.get_mut("arguments"))
+            {
                 pii_arguments(args, cats, redact, &mut tally);
             }
         }
@@ -269,7 +271,11 @@ impl Guard {
             let lower = text.to_lowercase();
             let n = match &deny.regex {
                 Some(re) => re.find_iter(&lower).count(),
-                None => deny.terms.iter().map(|t| lower.matches(t.as_str()).count()).sum(),
+                None => deny
+                    .terms
+                    .iter()
+                    .map(|t| lower.matches(t.as_str()).count())
+                    .sum(),
             };
             tally.add(Cat::DeniedTerm, u32::try_from(n).unwrap_or(u32::MAX));
         }
@@ -289,7 +295,10 @@ impl Guard {
             .collect();
         let blocks = |c: Cat| match c {
             Cat::PromptInjection => self.injection == Some(Action::Block),
-            Cat::DeniedTerm => self.deny.as_ref().is_some_and(|d| d.action == Action::Block),
+            Cat::DeniedTerm => self
+                .deny
+                .as_ref()
+                .is_some_and(|d| d.action == Action::Block),
             _ => self.pii.is_some_and(|(_, a)| a == Action::Block),
         };
         let blocked = CATS

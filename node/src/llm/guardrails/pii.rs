@@ -1,6 +1,7 @@
-//! Personal-data detectors. Each one is a candidate regex followed by a validation in
-//! code (checksums, lengths, boundaries), tuned for precision: a false positive blocks a
-//! real user, a miss only lets through what the client sent anyway.
+//! Personal-data detectors. Each one finds candidates (a regex, or by hand from the runs
+//! of digits) and validates them in code (checksums, lengths, boundaries), tuned for
+//! precision: a false positive blocks a real user, a miss only lets through what the
+//! client sent anyway.
 //!
 //! [`scan`] runs every detector, whatever the configured categories, and keeps a set of
 //! non-overlapping matches (earliest first, then longest, then the most specific
@@ -26,29 +27,61 @@ pub(super) struct Found {
 const MIN_LEN: usize = 6;
 
 /// Every PII match in `text`, sorted and non-overlapping.
+///
+/// Numbers (phones, cards, IBANs, IPv4) and bare tokens all hold a digit: they are
+/// parsed by hand from the runs of digits, which keeps a 100 KB prompt to one pass over
+/// its bytes plus a little work per number. The other detectors are regexes whose
+/// literal parts (`@`, `:`, `sk-`, `password`, …) let the engine skip ahead.
 pub(super) fn scan(text: &str) -> Vec<Found> {
     let mut out = Vec::new();
     if text.len() < MIN_LEN {
         return out;
     }
     let bytes = text.as_bytes();
-    let has_digit = bytes.iter().any(u8::is_ascii_digit);
     if bytes.contains(&b'@') {
         emails(text, &mut out);
-    }
-    if has_digit {
-        phones(text, &mut out);
-        cards(text, &mut out);
-        ibans(text, &mut out);
-        if bytes.contains(&b'.') {
-            ipv4s(text, &mut out);
-        }
     }
     if bytes.contains(&b':') {
         ipv6s(text, &mut out);
     }
-    secrets(text, has_digit, &mut out);
+    let public_pem = known_secrets(text, &mut out);
+    let runs = digit_runs(bytes);
+    if !runs.is_empty() {
+        phones(text, &runs, &mut out);
+        cards(text, &runs, &mut out);
+        ibans(text, &runs, &mut out);
+        ipv4s(text, &runs, &mut out);
+        generic_secrets(text, &runs, &public_pem, &mut out);
+        assigned_secrets(text, &mut out);
+    }
     resolve(out)
+}
+
+/// Where the runs of ASCII digits start.
+fn digit_runs(b: &[u8]) -> Vec<usize> {
+    let mut runs = Vec::new();
+    let mut prev_digit = false;
+    for (i, c) in b.iter().enumerate() {
+        let digit = c.is_ascii_digit();
+        if digit && !prev_digit {
+            runs.push(i);
+        }
+        prev_digit = digit;
+    }
+    runs
+}
+
+/// The end of the run of digits starting at `i`.
+fn digits_end(b: &[u8], i: usize) -> usize {
+    i + b
+        .get(i..)
+        .map_or(0, |r| r.iter().take_while(|c| c.is_ascii_digit()).count())
+}
+
+/// Whether the byte before `i` belongs to a word (as `\b` sees it, plus any non-ASCII
+/// letter): a number glued to a word is part of an identifier.
+fn glued(text: &str, i: usize) -> bool {
+    is_word(prev_char(text, i))
 }
 
 /// Keeps non-overlapping matches: earliest start first, then the longest, then the
@@ -103,17 +136,67 @@ fn compile(re: &str) -> Regex {
 }
 
 // ---------------------------------------------------------------------------------
-// Email: ASCII local part, a domain with at least one dot and an alphabetic TLD of 2-24
-// letters (not an image extension: `icon@2x.png`).
+// Email: a local part of Latin letters, digits and `._%+-` (up to 64 characters, no
+// leading, trailing or double dot), an ASCII domain with at least one dot and an
+// alphabetic TLD of 2-24 letters (not a file extension or a systemd unit type:
+// `icon@2x.png`, `pg_dump@main.service`).
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     compile(
-        r"[A-Za-z0-9._%+\-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}",
+        r"[\p{Latin}0-9._%+\-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}",
     )
 });
 
-const NOT_TLDS: [&str; 12] = [
-    "png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "tif", "tiff", "heic", "avif",
+/// File extensions and systemd unit types that follow `name@…` without being a domain.
+const NOT_TLDS: &[&str] = &[
+    "png",
+    "jpg",
+    "jpeg",
+    "gif",
+    "svg",
+    "webp",
+    "bmp",
+    "ico",
+    "tif",
+    "tiff",
+    "heic",
+    "avif",
+    "gz",
+    "xz",
+    "tgz",
+    "bz2",
+    "tar",
+    "log",
+    "txt",
+    "json",
+    "yaml",
+    "yml",
+    "toml",
+    "lock",
+    "html",
+    "htm",
+    "js",
+    "mjs",
+    "cjs",
+    "css",
+    "scss",
+    "java",
+    "kt",
+    "cpp",
+    "hpp",
+    "dll",
+    "exe",
+    "dylib",
+    "service",
+    "socket",
+    "timer",
+    "target",
+    "mount",
+    "automount",
+    "slice",
+    "scope",
+    "swap",
+    "device",
 ];
 
 fn emails(text: &str, out: &mut Vec<Found>) {
@@ -123,16 +206,25 @@ fn emails(text: &str, out: &mut Vec<Found>) {
         // A local part never starts or ends with a dot, nor holds two in a row.
         let lead = s[..at].bytes().take_while(|&b| b == b'.').count();
         let local = &s[lead..at];
-        if local.is_empty() || local.ends_with('.') || local.contains("..") {
+        if local.is_empty()
+            || local.chars().count() > 64
+            || local.ends_with('.')
+            || local.contains("..")
+        {
             continue;
         }
         let tld = s.rsplit('.').next().unwrap_or("");
         if NOT_TLDS.iter().any(|t| tld.eq_ignore_ascii_case(t)) {
             continue;
         }
-        // The domain must end here (`a@b.com-x`, `a@b.comé` are something else).
+        // The domain must end here (`a@b.com-x`, `a@b.comé` are something else; scripts
+        // written without spaces, such as Chinese, may follow directly).
         let after = next_char(text, m.end());
-        if is_word(after) || after == Some('-') || after == Some('@') {
+        if after.is_some_and(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '-' | '_' | '@')
+                || (c.is_alphanumeric() && u32::from(c) < 0x0E00)
+        }) {
             continue;
         }
         out.push(Found {
@@ -144,25 +236,42 @@ fn emails(text: &str, out: &mut Vec<Found>) {
 }
 
 // ---------------------------------------------------------------------------------
-// Phone numbers. Digit groups joined by single separators (space, `-`, `.`, parentheses)
-// with 8-15 digits in all, standing alone (no letter, digit, `-`, `.`, `/` glued on
-// either side), and either:
+// Phone numbers. A maximal sequence of digit groups joined by single separators (space,
+// `-`, `.`, parentheses), optionally after `+`, with 8-15 digits in all, standing alone
+// (no letter, digit, `-`, `.`, `/` glued on either side), and either:
 // - international: `+` and a country code (no leading 0), separators optional;
 // - national: a trunk `0` first (`030 1234567`, `06 12 34 56 78`, `(0151) 1234567`) or
 //   the North American 3-3-4 shape (`(415) 555-2671`, `415.555.2671`, `1-800-555-1234`),
 //   with at least one separator, at most 6 groups, every group after the first of 2+
 //   digits, 3+ groups when the only separator is `.` (so `0.12345678` is a decimal),
-//   and not starting with a date (`05.01.2024`, `05-01-2024 14`).
+//   not starting with a date (`05.01.2024`, `05-01-2024 14`), and not a US ZIP+4 code
+//   (`02110-1301`).
 // Plain digit runs (order ids, timestamps, `1700000000000`) are never phone numbers.
 
-static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    compile(r"(?:\+\(?|\(|(?-u:\b))[0-9]{1,15}(?:(?:[ .\-]\(?|\)[ .\-]?|\()[0-9]{1,15})*")
-});
-
-fn phones(text: &str, out: &mut Vec<Found>) {
-    for m in PHONE.find_iter(text) {
-        let (mut start, end) = (m.start(), m.end());
-        let mut s = m.as_str();
+fn phones(text: &str, runs: &[usize], out: &mut Vec<Found>) {
+    let b = text.as_bytes();
+    let mut next_free = 0;
+    for &r in runs {
+        if r < next_free || glued(text, r) {
+            continue;
+        }
+        let (end, digits) = phone_extent(b, r);
+        next_free = end;
+        if !(8..=15).contains(&digits) {
+            continue;
+        }
+        // A leading `+`, `(` or `+(`.
+        let mut start = r;
+        if r >= 1 && b[r - 1] == b'(' {
+            start = if r >= 2 && b[r - 2] == b'+' {
+                r - 2
+            } else {
+                r - 1
+            };
+        } else if r >= 1 && b[r - 1] == b'+' {
+            start = r - 1;
+        }
+        let mut s = &text[start..end];
         if s.starts_with('(') && s.matches('(').count() != s.matches(')').count() {
             // `(call 0151 1234567)`: the opening parenthesis is not part of the number.
             start += 1;
@@ -175,6 +284,27 @@ fn phones(text: &str, out: &mut Vec<Found>) {
                 cat: Cat::Phone,
             });
         }
+    }
+}
+
+/// The end of the digit groups starting at `i`, joined by single separators: ` `, `-`,
+/// `.` (each optionally followed by `(`), `)` (optionally followed by one of those), or
+/// `(`; and how many digits they hold.
+fn phone_extent(b: &[u8], mut i: usize) -> (usize, usize) {
+    let mut digits = 0;
+    loop {
+        let end = digits_end(b, i);
+        digits += end - i;
+        i = end;
+        let sep = match (b.get(i), b.get(i + 1)) {
+            (Some(b' ' | b'.' | b'-'), Some(b'(')) | (Some(b')'), Some(b' ' | b'.' | b'-')) => 2,
+            (Some(b' ' | b'.' | b'-' | b')' | b'('), _) => 1,
+            _ => 0,
+        };
+        if sep == 0 || !b.get(i + sep).is_some_and(u8::is_ascii_digit) {
+            return (i, digits);
+        }
+        i += sep;
     }
 }
 
@@ -240,7 +370,9 @@ fn phone_ok(s: &str) -> bool {
         _ => false,
     };
     let trunk = body.trim_start_matches('(').starts_with('0');
-    (nanp || trunk) && !starts_with_date(&lens, &seps)
+    // `MA 02110-1301` is a US ZIP+4 code.
+    let zip = lens == [5, 4] && seps == [b'-'];
+    (nanp || trunk) && !zip && !starts_with_date(&lens, &seps)
 }
 
 /// `dd.mm.yyyy`, `dd-mm-yy`, `yyyy-mm-dd`, followed by nothing or another separator.
@@ -260,25 +392,49 @@ fn starts_with_date(lens: &[usize], seps: &[u8]) -> bool {
 // (spaces or dashes) as printed (4-4-4-4(-x) or Amex/Diners 4-6-5 / 4-6-4), a major
 // network prefix (2221-2720, 3, 4, 5, 6), and a valid Luhn check digit.
 
-static CARD: LazyLock<Regex> =
-    LazyLock::new(|| compile(r"(?-u:\b)[2-6][0-9](?:[ \-]?[0-9]){11,17}(?-u:\b)"));
-
-fn cards(text: &str, out: &mut Vec<Found>) {
-    for m in CARD.find_iter(text) {
-        if matches!(prev_char(text, m.start()), Some('.' | ',' | '-' | '+' | '\\')) {
+fn cards(text: &str, runs: &[usize], out: &mut Vec<Found>) {
+    let b = text.as_bytes();
+    let mut next_free = 0;
+    for &r in runs {
+        if r < next_free
+            || !(b'2'..=b'6').contains(&b[r])
+            || glued(text, r)
+            || matches!(prev_char(text, r), Some('.' | ',' | '-' | '+' | '\\'))
+        {
             continue;
         }
-        if let Some(len) = card_len(m.as_str()) {
-            let end = m.start() + len;
-            let after = next_char(text, end);
-            if matches!(after, Some('.' | ',' | '-')) && is_word(char_after_next(text, end)) {
-                continue;
-            }
-            out.push(Found {
-                start: m.start(),
-                end,
-                cat: Cat::Card,
-            });
+        let Some(len) = card_extent(b, r).and_then(|e| card_len(&text[r..e])) else {
+            continue;
+        };
+        let end = r + len;
+        let after = next_char(text, end);
+        if matches!(after, Some('.' | ',' | '-')) && is_word(char_after_next(text, end)) {
+            continue;
+        }
+        out.push(Found {
+            start: r,
+            end,
+            cat: Cat::Card,
+        });
+        next_free = end;
+    }
+}
+
+/// The end of the longest candidate card number at `i`: whole groups of digits joined
+/// by single spaces or dashes, 19 digits at most, not followed by another digit.
+fn card_extent(b: &[u8], mut i: usize) -> Option<usize> {
+    let mut digits = 0;
+    let mut end = None;
+    loop {
+        let group_end = digits_end(b, i);
+        digits += group_end - i;
+        if digits > 19 {
+            return end;
+        }
+        end = Some(group_end);
+        match (b.get(group_end), b.get(group_end + 1)) {
+            (Some(b' ' | b'-'), Some(c)) if c.is_ascii_digit() => i = group_end + 1,
+            _ => return end,
         }
     }
 }
@@ -342,16 +498,14 @@ pub(super) fn luhn(digits: &[u8]) -> bool {
         }
         sum += d;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 // ---------------------------------------------------------------------------------
-// IBANs: two capital letters, two check digits, then the BBAN (capitals and digits,
-// single spaces allowed anywhere), as long as the country's IBAN (table below) or 15-34
-// characters for other countries, ending at a word boundary, with ISO 7064 mod-97 = 1.
-
-static IBAN: LazyLock<Regex> =
-    LazyLock::new(|| compile(r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}"));
+// IBANs: two capital letters (not glued to a word), two check digits, then the BBAN
+// (capitals and digits, single spaces allowed anywhere), as long as the country's IBAN
+// (table below) or 15-34 characters for other countries, ending at a word boundary,
+// with ISO 7064 mod-97 = 1.
 
 /// IBAN lengths of common countries (SWIFT IBAN registry).
 const IBAN_LENGTHS: [(&str, usize); 52] = [
@@ -409,19 +563,45 @@ const IBAN_LENGTHS: [(&str, usize); 52] = [
     ("SI", 19),
 ];
 
-fn ibans(text: &str, out: &mut Vec<Found>) {
-    let mut from = 0;
-    while let Some(m) = IBAN.find_at(text, from) {
-        if let Some(end) = iban_end(text, m.start(), m.as_str()) {
+fn ibans(text: &str, runs: &[usize], out: &mut Vec<Found>) {
+    let b = text.as_bytes();
+    let mut next_free = 0;
+    for &r in runs {
+        // Two capital letters, then at least two digits.
+        if r < 2 || r - 2 < next_free || digits_end(b, r) < r + 2 {
+            continue;
+        }
+        let start = r - 2;
+        if !b[start].is_ascii_uppercase()
+            || !b[start + 1].is_ascii_uppercase()
+            || glued(text, start)
+        {
+            continue;
+        }
+        // Then 11 to 30 capitals or digits, each optionally after one space.
+        let (mut i, mut n) = (r + 2, 0);
+        while n < 30 {
+            let alnum =
+                |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+            if alnum(b.get(i)) {
+                i += 1;
+            } else if b.get(i) == Some(&b' ') && alnum(b.get(i + 1)) {
+                i += 2;
+            } else {
+                break;
+            }
+            n += 1;
+        }
+        if n < 11 {
+            continue;
+        }
+        if let Some(end) = iban_end(text, start, &text[start..i]) {
             out.push(Found {
-                start: m.start(),
+                start,
                 end,
                 cat: Cat::Iban,
             });
-            from = end;
-        } else {
-            // A valid IBAN may start inside a rejected candidate (`AB12 DE89 3704 …`).
-            from = m.start() + 4;
+            next_free = end;
         }
     }
 }
@@ -474,33 +654,68 @@ pub(super) fn mod97(iban: &[u8]) -> Option<u32> {
 
 // ---------------------------------------------------------------------------------
 // IP addresses: dotted quads with valid octets (std's parser: 0-255, no leading zeros)
-// not inside a longer dotted run (`1.2.3.4.5`); IPv6 candidates (hex groups and colons)
-// that std parses, with at least one digit and two non-empty groups (not `::`, `a::b`,
-// `std::fs`), not glued to a word.
+// not inside a longer dotted run (`1.2.3.4.5`) nor after "version"/"release"/"build";
+// IPv6 candidates (hex groups and colons) that std parses, with at least one digit and
+// two non-empty groups (not `::`, `a::b`, `std::fs`), not glued to a word. Loopback and
+// unspecified addresses (`127.0.0.1`, `0.0.0.0`, `::1`) identify nobody and are left.
 
-static IPV4: LazyLock<Regex> =
-    LazyLock::new(|| compile(r"(?-u:\b)[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?-u:\b)"));
-static IPV6: LazyLock<Regex> = LazyLock::new(|| {
-    compile(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}")
-});
+static IPV6: LazyLock<Regex> =
+    LazyLock::new(|| compile(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\.[0-9]{1,3}){0,3}"));
 
-fn ipv4s(text: &str, out: &mut Vec<Found>) {
-    for m in IPV4.find_iter(text) {
-        if matches!(prev_char(text, m.start()), Some('.' | '-' | '\\')) {
+fn ipv4s(text: &str, runs: &[usize], out: &mut Vec<Found>) {
+    let b = text.as_bytes();
+    for &r in runs {
+        if glued(text, r) || matches!(prev_char(text, r), Some('.' | '-' | '\\')) {
             continue;
         }
-        let after = next_char(text, m.end());
-        if matches!(after, Some('.' | '-')) && is_word(char_after_next(text, m.end())) {
+        // Four groups of 1-3 digits joined by dots.
+        let mut i = r;
+        let mut ok = true;
+        for octet in 0..4 {
+            let end = digits_end(b, i);
+            if end == i || end - i > 3 {
+                ok = false;
+                break;
+            }
+            i = end;
+            if octet < 3 {
+                if b.get(i) != Some(&b'.') {
+                    ok = false;
+                    break;
+                }
+                i += 1;
+            }
+        }
+        if !ok || is_word(next_char(text, i)) {
             continue;
         }
-        if m.as_str().parse::<Ipv4Addr>().is_ok() {
+        let after = next_char(text, i);
+        if matches!(after, Some('.' | '-')) && is_word(char_after_next(text, i)) {
+            continue;
+        }
+        let ip = text[r..i].parse::<Ipv4Addr>();
+        if ip.is_ok_and(|ip| !ip.is_loopback() && !ip.is_unspecified()) && !after_version(text, r) {
             out.push(Found {
-                start: m.start(),
-                end: m.end(),
+                start: r,
+                end: i,
                 cat: Cat::IpAddress,
             });
         }
     }
+}
+
+/// Whether the dotted quad at `at` follows a word such as "version" (`Version 10.0.19045.3803`
+/// is caught by the octet check, `version 1.8.1.6` by this one).
+fn after_version(text: &str, at: usize) -> bool {
+    let before = text[..at].trim_end_matches([' ', ':', 'v', 'V']);
+    let start = before.len().saturating_sub(12);
+    let Some(tail) = before.get(start..) else {
+        return false;
+    };
+    let tail = tail.to_ascii_lowercase();
+    ["version", "release", "build", "firmware"]
+        .iter()
+        .any(|w| tail.ends_with(w))
 }
 
 fn ipv6s(text: &str, out: &mut Vec<Found>) {
@@ -522,7 +737,8 @@ fn ipv6s(text: &str, out: &mut Vec<Found>) {
         if groups < 2 || !s.bytes().any(|b| b.is_ascii_digit()) {
             continue;
         }
-        if s.parse::<Ipv6Addr>().is_ok() {
+        let ip = s.parse::<Ipv6Addr>();
+        if ip.is_ok_and(|ip| !ip.is_loopback() && !ip.is_unspecified()) {
             out.push(Found {
                 start,
                 end,
@@ -537,14 +753,17 @@ fn ipv6s(text: &str, out: &mut Vec<Found>) {
 // - known token formats: OpenAI/Anthropic `sk-…` (20+ chars with a letter and a digit),
 //   Stripe `sk_live_`/`sk_test_`/`rk_live_`/`rk_test_`/`pk_live_`, AWS `AKIA`/`ASIA` + 16,
 //   GitHub `ghp_`/`gho_`/`ghs_`/`ghu_`/`ghr_` + 36 and `github_pat_`, Slack `xox[abpr]-`,
-//   Google `AIza` + 35, GitLab `glpat-`, JWTs (`eyJ….eyJ….…`), PEM private keys
-//   (the whole block when its END line is there);
+//   Google `AIza` + 35, GitLab `glpat-`, npm `npm_`, Hugging Face `hf_`, PyPI
+//   `pypi-AgE`, Shopify `shpat_`…, DigitalOcean `dop_v1_`, SendGrid `SG.`, JWTs
+//   (`eyJ….eyJ….…`), PEM private keys (the whole block: to its END line, or the
+//   base64 lines after the header);
 // - a value assigned to a secret-looking name (`api_key=…`, `"password": "…"`,
 //   `Authorization: Bearer …`) with 8+ characters holding both a letter and a digit;
 // - a bare token of 32-128 base64/base64url characters mixing lower case, upper case
 //   and digits, with a Shannon entropy of at least 4.2 bits per character, less than
 //   70 % of it in words (`GetUserById2FactorAuthToken` is an identifier) and no
-//   path-like segment. Pure hex strings (git
+//   path-like segment, no lower-case id prefix (`msg_…`, `chatcmpl-…`), and not
+//   inline data (`base64,…`) nor a public key or certificate. Pure hex strings (git
 //   SHAs, hashes, UUIDs) are not secrets unless assigned to a secret-looking name.
 
 static KNOWN_SECRET: LazyLock<Regex> = LazyLock::new(|| {
@@ -559,26 +778,34 @@ static KNOWN_SECRET: LazyLock<Regex> = LazyLock::new(|| {
         r"|xox[abpr]-[A-Za-z0-9\-]{10,}",
         r"|AIza[0-9A-Za-z_\-]{35}",
         r"|glpat-[A-Za-z0-9_\-]{20,}",
+        r"|npm_[A-Za-z0-9]{36}",
+        r"|hf_[A-Za-z0-9]{30,}",
+        r"|pypi-AgE[A-Za-z0-9_\-]{50,}",
+        r"|shp(?:at|ss|ca|pa)_[A-Fa-f0-9]{32}",
+        r"|dop_v1_[a-f0-9]{64}",
+        r"|SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}",
         r"|eyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
         r")",
     ))
 });
+/// A PEM block: its label, then up to the END line, or else the lines holding only
+/// base64 after the header.
 static PEM: LazyLock<Regex> = LazyLock::new(|| {
-    compile(
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:[A-Za-z0-9+/=\s:,\-]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----)?",
-    )
+    compile(concat!(
+        r"-----BEGIN ((?:[A-Z0-9]+ )*[A-Z0-9]+)-----(?:",
+        r"[A-Za-z0-9+/=\s:,\-]*?-----END (?:[A-Z0-9]+ )*[A-Z0-9]+-----",
+        r"|(?:\r?\n(?:[ \t]*[A-Za-z0-9+/=]+[ \t]*(?:\r?\n|$))*)?)",
+    ))
 });
 static ASSIGNED_SECRET: LazyLock<Regex> = LazyLock::new(|| {
     compile(concat!(
-        r"(?i)(?-u:\b)(?:(?:",
+        r"(?-u:\b)(?:(?:",
         r"(?:api|access|secret|private|client|auth|refresh|session)[_\-]?(?:key|secret|token)",
         r"|apikey|secret|token|password|passwd|pwd|passphrase",
         r#")["']?\s{0,3}(?:=|:|=>)\s{0,3}["']?|(?:bearer|basic)\s+)"#,
-        r"([A-Za-z0-9_\-+/=.~!@#$%^&*]{8,200})",
+        r"([A-Za-z0-9_\-+/=.~!@#$%^*]{8,200})",
     ))
 });
-static GENERIC_SECRET: LazyLock<Regex> =
-    LazyLock::new(|| compile(r"[A-Za-z0-9+/_\-]{32,}={0,2}"));
 
 /// Names that make the string assigned to them a secret (JSON keys in tool arguments).
 pub(super) fn is_secret_name(name: &str) -> bool {
@@ -599,11 +826,12 @@ pub(super) fn secret_value_ok(v: &str) -> bool {
         && !v.starts_with("[REDACTED")
 }
 
-fn secrets(text: &str, has_digit: bool, out: &mut Vec<Found>) {
+/// Known token formats and private keys; returns the spans of the other PEM blocks
+/// (public keys, certificates), whose base64 lines are not secrets.
+fn known_secrets(text: &str, out: &mut Vec<Found>) -> Vec<(usize, usize)> {
     for m in KNOWN_SECRET.find_iter(text) {
         let s = m.as_str();
-        if s.starts_with("sk-") {
-            let tail = &s[3..];
+        if let Some(tail) = s.strip_prefix("sk-") {
             if !tail.bytes().any(|b| b.is_ascii_digit())
                 || !tail.bytes().any(|b| b.is_ascii_alphabetic())
             {
@@ -619,23 +847,38 @@ fn secrets(text: &str, has_digit: bool, out: &mut Vec<Found>) {
             cat: Cat::Secret,
         });
     }
+    let mut public = Vec::new();
     if text.contains("-----BEGIN") {
-        for m in PEM.find_iter(text) {
-            out.push(Found {
-                start: m.start(),
-                end: m.end(),
-                cat: Cat::Secret,
-            });
+        for c in PEM.captures_iter(text) {
+            let (Some(m), Some(label)) = (c.get(0), c.get(1)) else {
+                continue;
+            };
+            if label.as_str().contains("PRIVATE") {
+                out.push(Found {
+                    start: m.start(),
+                    end: m.end(),
+                    cat: Cat::Secret,
+                });
+            } else {
+                public.push((m.start(), m.end()));
+            }
         }
     }
-    if !has_digit {
-        // Every other secret shape holds a digit.
-        return;
-    }
-    for c in ASSIGNED_SECRET.captures_iter(text) {
+    public
+}
+
+/// Values assigned to secret-looking names. The names are matched in an ASCII
+/// lower-cased copy (same byte offsets), which lets the regex engine look for them as
+/// plain literals.
+fn assigned_secrets(text: &str, out: &mut Vec<Found>) {
+    let lower = text.to_ascii_lowercase();
+    for c in ASSIGNED_SECRET.captures_iter(&lower) {
         let Some(v) = c.get(1) else { continue };
+        let Some(value) = text.get(v.start()..v.end()) else {
+            continue;
+        };
         // A sentence's full stop or comma after the value is not part of it.
-        let value = v.as_str().trim_end_matches(['.', ',', '!']);
+        let value = value.trim_end_matches(['.', ',', '!']);
         let end = v.start() + value.len();
         if secret_value_ok(value) && !is_word(next_char(text, v.end())) {
             out.push(Found {
@@ -645,15 +888,41 @@ fn secrets(text: &str, has_digit: bool, out: &mut Vec<Found>) {
             });
         }
     }
-    for m in GENERIC_SECRET.find_iter(text) {
-        let before = prev_char(text, m.start());
-        if is_word(next_char(text, m.end())) || matches!(before, Some('\\' | '.' | '%' | '=')) {
+}
+
+fn generic_secrets(
+    text: &str,
+    runs: &[usize],
+    public_pem: &[(usize, usize)],
+    out: &mut Vec<Found>,
+) {
+    let b = text.as_bytes();
+    let token = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-');
+    let mut covered = 0;
+    for &r in runs {
+        if r < covered {
             continue;
         }
-        if generic_secret_ok(m.as_str()) {
+        // The whole run of token characters around this digit.
+        let start = r - b[..r].iter().rev().take_while(|c| token(c)).count();
+        let mut end = r + b[r..].iter().take_while(|c| token(c)).count();
+        covered = end;
+        if end - start < 32 {
+            continue;
+        }
+        end += b[end..].iter().take(2).take_while(|&&c| c == b'=').count();
+        // Glued to a word, escaped, or inline data (`data:image/png;base64,…`).
+        if is_word(next_char(text, end))
+            || matches!(prev_char(text, start), Some('\\' | '.' | '%' | '='))
+            || b[..start].ends_with(b"base64,")
+            || public_pem.iter().any(|&(s, e)| (s..e).contains(&start))
+        {
+            continue;
+        }
+        if generic_secret_ok(&text[start..end]) {
             out.push(Found {
-                start: m.start(),
-                end: m.end(),
+                start,
+                end,
                 cat: Cat::Secret,
             });
         }
@@ -663,6 +932,12 @@ fn secrets(text: &str, has_digit: bool, out: &mut Vec<Found>) {
 fn generic_secret_ok(s: &str) -> bool {
     let body = s.trim_end_matches('=');
     let b = body.as_bytes();
+    // An object id behind a lower-case type prefix: `msg_01XFD…`, `chatcmpl-9x…`,
+    // `call_…` (known secret prefixes are matched before).
+    let prefix = b.iter().take_while(|c| c.is_ascii_lowercase()).count();
+    if (2..=12).contains(&prefix) && matches!(b.get(prefix), Some(b'_' | b'-')) {
+        return false;
+    }
     if !(32..=128).contains(&b.len()) {
         return false;
     }
@@ -679,9 +954,9 @@ fn generic_secret_ok(s: &str) -> bool {
     }
     // `/usr/lib/…`, `a/b/c`: a path, not base64.
     if body.contains('/')
-        && body
-            .split('/')
-            .any(|seg| seg.is_empty() || (seg.len() >= 3 && seg.bytes().all(|c| c.is_ascii_lowercase())))
+        && body.split('/').any(|seg| {
+            seg.is_empty() || (seg.len() >= 3 && seg.bytes().all(|c| c.is_ascii_lowercase()))
+        })
     {
         return false;
     }
