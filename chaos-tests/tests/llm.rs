@@ -64,6 +64,14 @@ pub struct Gateway {
     pub admin: AdminClient,
     pub http: reqwest::Client,
     base: String,
+    /// The node's JSON-lines access log (one line per call, LLM attempts included).
+    pub access_log: std::path::PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.access_log);
+    }
 }
 
 /// A data-plane client: loopback, no proxies, bounded requests.
@@ -79,7 +87,15 @@ pub fn data_client() -> reqwest::Client {
 impl Gateway {
     /// One node with [`SECRET_KEY`], initialised, with the tenant [`TENANT`].
     pub async fn start() -> Gateway {
-        let builder = ClusterBuilder::new(1).env("RAFTGATE_SECRET_KEY", SECRET_KEY);
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let access_log = std::env::temp_dir().join(format!(
+            "raftgate-llm-test-{}-{}.log",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let builder = ClusterBuilder::new(1)
+            .env("RAFTGATE_SECRET_KEY", SECRET_KEY)
+            .env("RAFTGATE_ACCESS_LOG", &access_log.display().to_string());
         let mut cluster = builder.start().await.expect("the gateway node starts");
         cluster.init().await.expect("cluster init");
         cluster.wait_leader().await.expect("a leader is elected");
@@ -90,6 +106,7 @@ impl Gateway {
             admin,
             http: data_client(),
             base,
+            access_log,
         };
         gw.create("tenants", json!({"id": TENANT})).await;
         gw

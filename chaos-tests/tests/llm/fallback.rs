@@ -180,6 +180,23 @@ async fn failing_or_resetting_primary_falls_back_whole_and_streamed() {
     });
     from_secondary("500 primary", &s.call("e500").await);
     assert_eq!(s.hits("e500"), (1, 1));
+    // The access log line of that call names both attempts, in order.
+    let want = r#""attempts":["p-primary/e500:error","p-secondary/e500:ok"]"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let log = std::fs::read_to_string(&s.gw.access_log).unwrap_or_default();
+        if log
+            .lines()
+            .any(|l| l.contains(want) && l.contains(r#""model":"e500""#))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access log line with {want}:\n{log}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     from_secondary("500 primary, cooling", &s.call("e500").await);
     assert_eq!(s.hits("e500"), (1, 2), "the cooling primary is skipped");
 

@@ -29,6 +29,8 @@ pub struct LlmError {
     pub param: Option<String>,
     /// Extra headers: `Retry-After`, `RateLimit-*` (boxed: errors travel in `Result`s).
     pub headers: Box<HeaderMap>,
+    /// The attempts made before failing, for the access log.
+    pub trace: Option<Box<super::LlmTrace>>,
 }
 
 impl LlmError {
@@ -39,7 +41,13 @@ impl LlmError {
             message: message.into(),
             param: None,
             headers: Box::default(),
+            trace: None,
         }
+    }
+
+    pub fn traced(mut self, trace: super::LlmTrace) -> LlmError {
+        self.trace = Some(Box::new(trace));
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> LlmError {
@@ -80,6 +88,9 @@ impl LlmError {
         );
         *r.status_mut() = self.status;
         r.headers_mut().extend(*self.headers);
+        if let Some(t) = self.trace {
+            r.extensions_mut().insert(*t);
+        }
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -104,6 +115,7 @@ impl From<TranslateError> for LlmError {
             message: e.to_string(),
             param,
             headers: Box::default(),
+            trace: None,
         }
     }
 }

@@ -98,6 +98,28 @@ pub struct Llm {
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 static X_CACHE: HeaderName = HeaderName::from_static("x-raftgate-cache");
 
+/// The attempts of one call, for the access log (carried in the response's extensions).
+#[derive(Debug, Clone, Default)]
+pub struct LlmTrace {
+    pub model: String,
+    /// `provider/upstream-model:outcome`, in order.
+    pub attempts: Vec<String>,
+}
+
+impl LlmTrace {
+    fn push(&mut self, a: &Attempt, outcome: &str) {
+        self.attempts.push(format!(
+            "{}/{}:{outcome}",
+            a.deployment.provider, a.deployment.model
+        ));
+    }
+
+    fn attach(self, mut r: Response<ProxyBody>) -> Response<ProxyBody> {
+        r.extensions_mut().insert(self);
+        r
+    }
+}
+
 /// Who is calling, as far as quotas and guardrails care.
 #[derive(Debug, Clone, Default)]
 pub struct Who {
@@ -384,6 +406,10 @@ impl Llm {
         let deadline = started + timeout;
         let plan = routing::plan(state, &call.model, &self.cooldowns, &mut rand::rng());
         let mut failures: Vec<AttemptError> = Vec::new();
+        let mut trace = LlmTrace {
+            model: call.model.id.clone(),
+            attempts: Vec::new(),
+        };
         for (i, attempt) in plan.iter().enumerate() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -408,7 +434,11 @@ impl Llm {
                 Ok(Answer::Whole(resp)) => {
                     self.metrics.attempt(&attempt.model.id, &provider.id, "ok");
                     self.cooldowns.clear(&attempt.key());
-                    return self.whole(api, call, attempt, provider, resp, started);
+                    trace.push(attempt, "ok");
+                    return match self.whole(api, call, attempt, provider, resp, started) {
+                        Ok(r) => Ok(trace.attach(r)),
+                        Err(e) => Err(e.traced(trace)),
+                    };
                 }
                 Ok(Answer::Stream(mut s)) => {
                     // Fall back only until the first chunk: after that the client has it.
@@ -416,7 +446,8 @@ impl Llm {
                         Ok(Some(first)) => {
                             self.metrics.attempt(&attempt.model.id, &provider.id, "ok");
                             self.cooldowns.clear(&attempt.key());
-                            return Ok(self.streamed(
+                            trace.push(attempt, "ok");
+                            return Ok(trace.attach(self.streamed(
                                 api,
                                 call,
                                 attempt,
@@ -426,7 +457,7 @@ impl Llm {
                                 usage_wanted,
                                 timeout,
                                 started,
-                            ));
+                            )));
                         }
                         Ok(None) => AttemptError {
                             retryable: true,
@@ -448,6 +479,7 @@ impl Llm {
             };
             self.metrics
                 .attempt(&attempt.model.id, &provider.id, outcome);
+            trace.push(attempt, outcome);
             if !failure.retryable {
                 if let Some(p) = call.permit {
                     p.settle(|_| 0);
@@ -458,7 +490,7 @@ impl Llm {
                     failure.status.unwrap_or(502),
                     started.elapsed().as_secs_f64(),
                 );
-                return Err(provider_refused(&failure));
+                return Err(provider_refused(&failure).traced(trace));
             }
             self.cooldowns.cool(
                 attempt.key(),
@@ -472,7 +504,7 @@ impl Llm {
         }
         self.metrics
             .finished(&call.model.id, "-", 502, started.elapsed().as_secs_f64());
-        Err(all_failed(&call.model.id, &failures))
+        Err(all_failed(&call.model.id, &failures).traced(trace))
     }
 
     /// Records a guardrail verdict (categories only, never values) and refuses the call

@@ -99,6 +99,8 @@ pub struct Outcome {
     pub target: Option<Arc<TargetState>>,
     pub tries: u32,
     pub error: Option<&'static str>,
+    /// An LLM call: its model and attempts.
+    pub llm: Option<crate::llm::LlmTrace>,
     pub log: Option<AccessLog>,
 }
 
@@ -151,6 +153,17 @@ impl Outcome {
             self.target.as_ref().map(|t| t.address.as_str()),
         );
         json_opt(&mut l, "error", self.error);
+        if let Some(t) = &self.llm {
+            json_opt(&mut l, "model", Some(&t.model));
+            l.push_str(",\"attempts\":[");
+            for (i, a) in t.attempts.iter().enumerate() {
+                if i > 0 {
+                    l.push(',');
+                }
+                json_str(&mut l, a);
+            }
+            l.push(']');
+        }
         let _ = write!(
             l,
             ",\"tries\":{},\"latency_ms\":{:.3},\"upstream_headers_ms\":{:.3},\"bytes_out\":{bytes_out},\"aborted\":{aborted}}}",

@@ -191,6 +191,7 @@ pub async fn handle(
         target: None,
         tries: 0,
         error: None,
+        llm: None,
         log: dp.access_log.clone(),
     };
     let mut extra = HeaderMap::new();
@@ -226,6 +227,9 @@ pub async fn handle(
     };
     if !extra.is_empty() {
         resp.headers_mut().extend(extra);
+    }
+    if let Some(t) = resp.extensions_mut().remove::<crate::llm::LlmTrace>() {
+        outcome.llm = Some(t);
     }
     resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
     outcome.status = resp.status().as_u16();
