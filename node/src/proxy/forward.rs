@@ -16,6 +16,7 @@ use crate::llm::Llm;
 use crate::proxy::access::{Outcome, Tracked};
 use crate::proxy::auth::{self, Credential, Identity};
 use crate::proxy::compile::{Backend, Compiled, RouteRt};
+use crate::proxy::limit::{BodyTooLarge, DrainingLimit};
 use crate::proxy::policy::CorsVerdict;
 use crate::proxy::rewrite::rewrite;
 use crate::proxy::target::now_ms;
@@ -512,7 +513,7 @@ async fn route_and_forward(
         BodySource::Replay(bytes)
     } else {
         let b = match route.body_limit {
-            Some(max) => Limited::new(body, max as usize).boxed_unsync(),
+            Some(max) => DrainingLimit::new(body, max).boxed_unsync(),
             None => body.map_err(BoxError::from).boxed_unsync(),
         };
         BodySource::Stream(Some(b))
@@ -789,7 +790,7 @@ async fn route_and_forward(
 fn body_limit_hit(e: &hyper_util::client::legacy::Error) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = src {
-        if s.is::<http_body_util::LengthLimitError>() {
+        if s.is::<http_body_util::LengthLimitError>() || s.is::<BodyTooLarge>() {
             return true;
         }
         src = s.source();

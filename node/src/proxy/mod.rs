@@ -14,6 +14,7 @@ pub mod client;
 pub mod compile;
 mod forward;
 pub mod health;
+pub mod limit;
 pub mod metrics;
 pub mod policy;
 pub mod rewrite;
