@@ -43,7 +43,7 @@ use crate::proxy::access::Outcome;
 use crate::proxy::auth::{self, Authenticator, Identity};
 use crate::proxy::compile::Compiled;
 use crate::proxy::{unix_ms, ProxyBody};
-use crate::quota::{CallScope, Check, Permit, Quotas, RateHeaders, Rejection};
+use crate::quota::{CallScope, Check, Permit, Quotas, Rejection};
 use crate::secrets::SecretBox;
 
 use self::catalog::*;
@@ -321,7 +321,7 @@ impl Llm {
             match self.quotas.admit(&checks, unix_ms()).await {
                 Ok(p) => {
                     if let Some(h) = &p.headers {
-                        rate_headers(h, &mut headers);
+                        h.write(&mut headers);
                     }
                     Some(p)
                 }

@@ -59,14 +59,6 @@ pub(super) fn provider_headers(h: &mut HeaderMap, provider: &Provider, attempt: 
     }
 }
 
-pub(super) fn rate_headers(h: &RateHeaders, out: &mut HeaderMap) {
-    out.insert("ratelimit-limit", HeaderValue::from(h.limit));
-    out.insert("ratelimit-remaining", HeaderValue::from(h.remaining));
-    if let Some(r) = h.reset_secs {
-        out.insert("ratelimit-reset", HeaderValue::from(r));
-    }
-}
-
 pub(super) fn rejection(r: Rejection) -> LlmError {
     match r {
         Rejection::Exhausted {
@@ -80,7 +72,7 @@ pub(super) fn rejection(r: Rejection) -> LlmError {
                 "rate_limit_exceeded",
                 format!("quota {policy:?} is used up for this window (limit {limit})"),
             );
-            rate_headers(&headers, &mut e.headers);
+            headers.write(&mut e.headers);
             e.headers.insert(
                 http::header::RETRY_AFTER,
                 HeaderValue::from(headers.reset_secs.unwrap_or(60).max(1)),

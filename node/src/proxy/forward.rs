@@ -10,7 +10,7 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
-use raftgate_store::model::{HashKey, QuotaWindow, SubscriptionState, UpstreamProtocol};
+use raftgate_store::model::{HashKey, SubscriptionState, UpstreamProtocol};
 
 use crate::llm::Llm;
 use crate::proxy::access::{Outcome, Tracked};
@@ -18,10 +18,11 @@ use crate::proxy::auth::{self, Credential, Identity};
 use crate::proxy::compile::{Backend, Compiled, RouteRt};
 use crate::proxy::limit::{BodyTooLarge, DrainingLimit};
 use crate::proxy::policy::CorsVerdict;
+use crate::proxy::quota_check::check_quotas;
 use crate::proxy::rewrite::rewrite;
 use crate::proxy::target::now_ms;
 use crate::proxy::{BoxError, DataPlane, ProxyBody};
-use crate::quota::{CallScope, Check, Quotas, RateHeaders, Rejection};
+use crate::quota::Quotas;
 
 /// The client side of one connection.
 #[derive(Debug, Clone, Copy)]
@@ -244,91 +245,9 @@ pub async fn handle(
     ))
 }
 
-type Failure = (StatusCode, &'static str, String);
+pub(crate) type Failure = (StatusCode, &'static str, String);
 
-static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-
-fn rate_headers(h: &RateHeaders, extra: &mut HeaderMap) {
-    extra.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(h.limit));
-    extra.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(h.remaining));
-    if let Some(reset) = h.reset_secs {
-        extra.insert(RATELIMIT_RESET.clone(), HeaderValue::from(reset));
-    }
-}
-
-/// Admits the call against every quota of the route (one unit each), or refuses it:
-/// 429 when a limit is reached, 503 when no grant could be had (no leader reachable).
-async fn check_quotas(
-    quotas: &Quotas,
-    route: &RouteRt,
-    id: Option<&Identity>,
-    extra: &mut HeaderMap,
-) -> Result<(), Failure> {
-    let scope = CallScope {
-        api_key: id.and_then(|i| i.key_id.as_deref()),
-        consumer: id.map(|i| i.consumer.as_str()),
-        tenant: id.map(|i| i.tenant.as_str()).or(route.tenant.as_deref()),
-        route: Some(&route.id),
-        service: route.service.as_ref().map(|s| s.id.as_str()),
-        model: None,
-    };
-    let checks: Vec<Check> = route
-        .quotas
-        .iter()
-        .map(|p| Check {
-            policy: p.clone(),
-            key: scope.key(&p.scope),
-            units: 1,
-        })
-        .collect();
-    match quotas.admit(&checks, unix_ms()).await {
-        Ok(permit) => {
-            if let Some(h) = &permit.headers {
-                rate_headers(h, extra);
-            }
-            permit.commit();
-            Ok(())
-        }
-        Err(Rejection::Exhausted {
-            policy,
-            limit,
-            window,
-            headers,
-        }) => {
-            rate_headers(&headers, extra);
-            if let Some(reset) = headers.reset_secs {
-                extra.insert(header::RETRY_AFTER, HeaderValue::from(reset.max(1)));
-            }
-            let per = match window {
-                QuotaWindow::Second => "per second",
-                QuotaWindow::Minute => "per minute",
-                QuotaWindow::Hour => "per hour",
-                QuotaWindow::Day => "per day",
-                QuotaWindow::Month => "per month",
-                QuotaWindow::Fixed => "in total",
-            };
-            Err(fail(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("quota {policy:?} is used up: at most {limit} {per}"),
-            ))
-        }
-        Err(Rejection::Unavailable { policy }) => {
-            extra.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
-            Err(fail(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "quota_unavailable",
-                format!(
-                    "quota {policy:?} cannot be checked: this node holds no units for it and cannot reach the cluster leader"
-                ),
-            ))
-        }
-    }
-}
-
-fn fail(status: StatusCode, code: &'static str, message: impl Into<String>) -> Failure {
+pub(crate) fn fail(status: StatusCode, code: &'static str, message: impl Into<String>) -> Failure {
     (status, code, message.into())
 }
 

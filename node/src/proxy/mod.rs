@@ -17,6 +17,7 @@ pub mod health;
 pub mod limit;
 pub mod metrics;
 pub mod policy;
+mod quota_check;
 pub mod rewrite;
 pub mod router;
 pub mod target;

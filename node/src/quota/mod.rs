@@ -61,6 +61,25 @@ pub struct Check {
     pub units: u64,
 }
 
+static RATELIMIT_LIMIT: http::HeaderName = http::HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: http::HeaderName = http::HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: http::HeaderName = http::HeaderName::from_static("ratelimit-reset");
+
+impl RateHeaders {
+    /// Sets `RateLimit-Limit`, `-Remaining` and (for timed windows) `-Reset`: the REST
+    /// data plane and the LLM API answer them alike.
+    pub fn write(&self, out: &mut http::HeaderMap) {
+        out.insert(RATELIMIT_LIMIT.clone(), http::HeaderValue::from(self.limit));
+        out.insert(
+            RATELIMIT_REMAINING.clone(),
+            http::HeaderValue::from(self.remaining),
+        );
+        if let Some(reset) = self.reset_secs {
+            out.insert(RATELIMIT_RESET.clone(), http::HeaderValue::from(reset));
+        }
+    }
+}
+
 /// Units taken for an admitted call, one entry per quota.
 pub struct Permit {
     taken: Vec<(Arc<Bucket>, u64)>,
