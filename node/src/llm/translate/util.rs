@@ -181,3 +181,27 @@ impl ChunkBuilder {
         })
     }
 }
+
+/// The OpenAI `tools` array as (index, `function` object, name), refusing tools that are
+/// not functions (as `provider` cannot take them) and functions without a name.
+pub(crate) fn function_tools<'a>(
+    tools: &'a Value,
+    provider: &'static str,
+) -> Result<Vec<(usize, &'a Value, &'a str)>, TranslateError> {
+    let tools = tools
+        .as_array()
+        .ok_or_else(|| invalid("`tools` must be an array"))?;
+    let mut out = Vec::with_capacity(tools.len());
+    for (i, t) in tools.iter().enumerate() {
+        match get_str(t, "type") {
+            Some("function") => {}
+            Some(other) => return Err(unsupported(format!("tools[{i}].type={other}"), provider)),
+            None => return Err(invalid(format!("tools[{i}].type must be a string"))),
+        }
+        let f = t.get("function").unwrap_or(&Value::Null);
+        let name = get_str(f, "name")
+            .ok_or_else(|| invalid(format!("tools[{i}].function.name must be a string")))?;
+        out.push((i, f, name));
+    }
+    Ok(out)
+}

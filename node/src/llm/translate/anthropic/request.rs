@@ -15,8 +15,8 @@ use serde_json::{json, Map, Value};
 
 use super::PROVIDER;
 use crate::llm::translate::util::{
-    as_object, get_str, invalid, is_set, parse_arguments, parse_data_url, text_content, text_part,
-    unsupported,
+    as_object, function_tools, get_str, invalid, is_set, parse_arguments, parse_data_url,
+    text_content, text_part, unsupported,
 };
 use crate::llm::translate::TranslateError;
 
@@ -366,19 +366,9 @@ fn tool_result(m: &Value, at: &str) -> Result<Value, TranslateError> {
 }
 
 fn tools_to_anthropic(tools: &Value) -> Result<Vec<Value>, TranslateError> {
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| invalid("`tools` must be an array"))?;
+    let tools = function_tools(tools, PROVIDER)?;
     let mut out = Vec::with_capacity(tools.len());
-    for (i, t) in tools.iter().enumerate() {
-        match get_str(t, "type") {
-            Some("function") => {}
-            Some(other) => return Err(unsupported(format!("tools[{i}].type={other}"), PROVIDER)),
-            None => return Err(invalid(format!("tools[{i}].type must be a string"))),
-        }
-        let f = t.get("function").unwrap_or(&Value::Null);
-        let name = get_str(f, "name")
-            .ok_or_else(|| invalid(format!("tools[{i}].function.name must be a string")))?;
+    for (i, f, name) in tools {
         let schema = match f.get("parameters") {
             Some(p @ Value::Object(_)) => p.clone(),
             None | Some(Value::Null) => json!({"type": "object", "properties": {}}),

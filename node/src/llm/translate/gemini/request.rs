@@ -20,7 +20,8 @@ use serde_json::{json, Map, Value};
 use super::schema::to_gemini_schema;
 use super::PROVIDER;
 use crate::llm::translate::util::{
-    as_object, get_str, invalid, is_set, parse_arguments, parse_data_url, text_content, unsupported,
+    as_object, function_tools, get_str, invalid, is_set, parse_arguments, parse_data_url,
+    text_content, unsupported,
 };
 use crate::llm::translate::TranslateError;
 
@@ -292,19 +293,9 @@ fn model_parts(
 }
 
 fn function_declarations(tools: &Value) -> Result<Vec<Value>, TranslateError> {
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| invalid("`tools` must be an array"))?;
+    let tools = function_tools(tools, PROVIDER)?;
     let mut out = Vec::with_capacity(tools.len());
-    for (i, t) in tools.iter().enumerate() {
-        match get_str(t, "type") {
-            Some("function") => {}
-            Some(other) => return Err(unsupported(format!("tools[{i}].type={other}"), PROVIDER)),
-            None => return Err(invalid(format!("tools[{i}].type must be a string"))),
-        }
-        let f = t.get("function").unwrap_or(&Value::Null);
-        let name = get_str(f, "name")
-            .ok_or_else(|| invalid(format!("tools[{i}].function.name must be a string")))?;
+    for (i, f, name) in tools {
         let mut decl = json!({"name": name});
         if let Some(d) = get_str(f, "description") {
             decl["description"] = json!(d);
