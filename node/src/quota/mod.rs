@@ -185,10 +185,20 @@ impl Quotas {
             taken: Vec::with_capacity(checks.len()),
             headers: None,
         };
+        let clock = CallClock::new(now_ms);
         for Check { policy, key, units } in checks {
             let units = *units;
-            let b = self.bucket(policy, key.clone(), now_ms);
-            match self.acquire(&b, units, now_ms).await {
+            let mut now_ms = now_ms;
+            let mut b = self.bucket(policy, key.clone(), now_ms);
+            let mut taken = self.acquire(&b, units, &clock).await;
+            // A call that waited past its window's end moves to the next window (the old
+            // window's bucket is gone with it, and no grant for it will come).
+            while matches!(taken, Err(Taken::WindowEnded)) {
+                now_ms = clock.now_ms();
+                b = self.bucket(policy, key.clone(), now_ms);
+                taken = self.acquire(&b, units, &clock).await;
+            }
+            match taken {
                 Ok(()) => {
                     self.metrics.admitted(&policy.id);
                     permit.taken.push((b.clone(), units));
@@ -205,12 +215,12 @@ impl Quotas {
                         headers: headers_of(&b, policy, now_ms),
                     });
                 }
-                Err(Taken::Unavailable) if policy.fail_open => {
+                Err(Taken::Unavailable | Taken::WindowEnded) if policy.fail_open => {
                     // Admitted without a lease: counted as used, never as granted.
                     self.metrics.rejected(&policy.id, "fail_open");
                     b.record_use(units);
                 }
-                Err(Taken::Unavailable) => {
+                Err(Taken::Unavailable | Taken::WindowEnded) => {
                     self.metrics.rejected(&policy.id, "unavailable");
                     for (b, u) in permit.taken.drain(..) {
                         b.put_back(u);
@@ -228,20 +238,27 @@ impl Quotas {
         Ok(permit)
     }
 
-    /// Takes `units` from `b`, waiting for a grant when it holds too few.
-    async fn acquire(&self, b: &Arc<Bucket>, units: u64, now_ms: u64) -> Result<(), Taken> {
-        if b.try_take(units, now_ms) {
+    /// Takes `units` from `b`, waiting (until `deadline`) for a grant when it holds too
+    /// few. [`Taken::WindowEnded`] when `b`'s window ends first: the caller moves on to
+    /// the next window's bucket.
+    async fn acquire(&self, b: &Arc<Bucket>, units: u64, clock: &CallClock) -> Result<(), Taken> {
+        if b.try_take(units, clock.now_ms()) {
             return Ok(());
         }
         if !b.strict() || units > b.policy.limit {
             return Err(Taken::Exhausted);
         }
-        let deadline = tokio::time::Instant::now() + GRANT_WAIT;
+        let deadline = clock.deadline;
         loop {
+            let now_ms = clock.now_ms();
+            if now_ms >= b.id.window_end_ms {
+                return Err(Taken::WindowEnded);
+            }
             if b.exhausted(crate::proxy::unix_ms()) {
                 return Err(Taken::Exhausted);
             }
-            let now_ms = crate::proxy::unix_ms();
+            let window_end = tokio::time::Instant::now()
+                + Duration::from_millis(b.id.window_end_ms.saturating_sub(now_ms));
             let granted = b.granted.notified();
             tokio::pin!(granted);
             granted.as_mut().enable();
@@ -250,15 +267,21 @@ impl Quotas {
             }
             b.add_want(units, now_ms);
             self.wake.notify_one();
-            if tokio::time::timeout_at(deadline, granted).await.is_err() {
+            if tokio::time::timeout_at(deadline.min(window_end), granted)
+                .await
+                .is_err()
+            {
                 b.drop_want(units);
-                return if b.try_take(units, crate::proxy::unix_ms()) {
+                let now_ms = clock.now_ms();
+                return if b.try_take(units, now_ms) {
                     Ok(())
+                } else if now_ms >= b.id.window_end_ms && tokio::time::Instant::now() < deadline {
+                    Err(Taken::WindowEnded)
                 } else {
                     Err(Taken::Unavailable)
                 };
             }
-            if b.try_take(units, crate::proxy::unix_ms()) {
+            if b.try_take(units, clock.now_ms()) {
                 return Ok(());
             }
         }
@@ -270,9 +293,34 @@ impl Quotas {
     }
 }
 
+/// One call's view of time: the wall-clock instant it was admitted at, advanced by the
+/// monotonic time it has waited since, and the end of its wait for grants.
+struct CallClock {
+    start_ms: u64,
+    started: tokio::time::Instant,
+    deadline: tokio::time::Instant,
+}
+
+impl CallClock {
+    fn new(start_ms: u64) -> CallClock {
+        let started = tokio::time::Instant::now();
+        CallClock {
+            start_ms,
+            started,
+            deadline: started + GRANT_WAIT,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start_ms + self.started.elapsed().as_millis() as u64
+    }
+}
+
 enum Taken {
     Exhausted,
     Unavailable,
+    /// The bucket's window ended while the call waited.
+    WindowEnded,
 }
 
 /// Header values from the current policy (its limit may be newer than the bucket's).

@@ -121,6 +121,33 @@ async fn waiting_calls_take_a_grant_when_it_arrives() {
 }
 
 #[tokio::test]
+async fn a_call_waiting_past_its_window_end_moves_to_the_next_window() {
+    let q = engine();
+    let p = Arc::new(QuotaPolicy {
+        window: QuotaWindow::Second,
+        ..(*policy("s", 100, QuotaMode::Strict, false)).clone()
+    });
+    let checks = vec![check(&p, "k", 1)];
+    // 100 ms before the end of a second: no grant comes for this second's bucket.
+    let late = NOW - NOW % 1_000 + 900;
+    let waiter = {
+        let (q, checks) = (q.clone(), checks.clone());
+        tokio::spawn(async move { q.admit(&checks, late).await.map(|p| p.commit()) })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The call now waits on the next second's bucket; a grant there admits it.
+    let next = q.bucket(&p, "k".into(), late + 200);
+    assert_eq!(next.id.window_start_ms, late - 900 + 1_000);
+    next.grant(3, 50, late + 300);
+    let outcome = tokio::time::timeout(GRANT_WAIT, waiter).await;
+    assert!(
+        matches!(outcome, Ok(Ok(Ok(())))),
+        "admitted from the next window's grant, not refused as unavailable"
+    );
+    assert_eq!(next.balance(), 2);
+}
+
+#[tokio::test]
 async fn settling_returns_the_unused_part_of_a_reservation_or_charges_the_overshoot() {
     let q = engine();
     let mut hard = (*policy("tokens", 100, QuotaMode::Local, false)).clone();
