@@ -5,9 +5,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -19,7 +19,7 @@ use raftgate_store::codec::{self, CodecError};
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
-use crate::peers::{is_unreachable, Peers};
+use crate::peers::{is_deadline, is_unreachable, Peers};
 use crate::{Node, NodeId, TypeConfig};
 
 type RpcResult<T, E = openraft::error::Infallible> =
@@ -28,6 +28,8 @@ type RpcResult<T, E = openraft::error::Infallible> =
 /// Hands openraft one [`PeerClient`] per replication target, all sharing [`Peers`]' channels.
 pub(crate) struct NetworkFactory {
     pub(crate) peers: Peers,
+    /// This node's id (named in `Timeout` errors).
+    pub(crate) id: NodeId,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -39,6 +41,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             .raft_client(&node.raft_addr)
             .map_err(|e| e.to_string());
         PeerClient {
+            id: self.id,
             target,
             node: node.clone(),
             client,
@@ -49,6 +52,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 /// The Raft RPC client of one peer. An unusable address is kept as an error and reported
 /// as `Unreachable` on every call, so openraft backs off instead of spinning.
 pub(crate) struct PeerClient {
+    id: NodeId,
     target: NodeId,
     node: Node,
     client: Result<RaftServiceClient<Channel>, String>,
@@ -60,7 +64,19 @@ struct Message(String);
 
 impl PeerClient {
     /// Runs one unary RPC with openraft's hard deadline, mapping transport failures.
-    async fn call<Req, F, Fut, T, E>(&self, ttl: Duration, req: Req, rpc: F) -> RpcResult<T, E>
+    ///
+    /// A missed deadline is a `Timeout`, not `Unreachable`: openraft backs off (200 ms,
+    /// then doubling) after `Unreachable` and stops replicating to that peer meanwhile,
+    /// so one slow fsync on a live follower would stall commits for a second or more
+    /// whenever that follower is needed for the quorum. `Unreachable` is kept for a peer
+    /// that cannot be connected to.
+    async fn call<Req, F, Fut, T, E>(
+        &self,
+        action: RPCTypes,
+        ttl: Duration,
+        req: Req,
+        rpc: F,
+    ) -> RpcResult<T, E>
     where
         F: FnOnce(RaftServiceClient<Channel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<RaftReply>, tonic::Status>>,
@@ -73,8 +89,17 @@ impl PeerClient {
         };
         let mut request = tonic::Request::new(req);
         request.set_timeout(ttl);
+        let timeout = || {
+            RPCError::Timeout(Timeout {
+                action,
+                id: self.id,
+                target: self.target,
+                timeout: ttl,
+            })
+        };
         let reply = match tokio::time::timeout(ttl, rpc(client, request)).await {
-            Err(elapsed) => return Err(RPCError::Unreachable(Unreachable::new(&elapsed))),
+            Err(_) => return Err(timeout()),
+            Ok(Err(status)) if is_deadline(&status) => return Err(timeout()),
             Ok(Err(status)) if is_unreachable(&status) => {
                 return Err(RPCError::Unreachable(Unreachable::new(&status)))
             }
@@ -122,6 +147,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
         let data = codec::encode(&rpc).map_err(encode_err)?;
         self.call(
+            RPCTypes::AppendEntries,
             option.hard_ttl(),
             RaftRequest { data },
             |mut c, r| async move { c.append_entries(r).await },
@@ -141,9 +167,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             data: rpc.data,
             done: rpc.done,
         };
-        self.call(option.hard_ttl(), chunk, |mut c, r| async move {
-            c.install_snapshot(r).await
-        })
+        self.call(
+            RPCTypes::InstallSnapshot,
+            option.hard_ttl(),
+            chunk,
+            |mut c, r| async move { c.install_snapshot(r).await },
+        )
         .await
     }
 
@@ -154,6 +183,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> RpcResult<VoteResponse<NodeId>> {
         let data = codec::encode(&rpc).map_err(encode_err)?;
         self.call(
+            RPCTypes::Vote,
             option.hard_ttl(),
             RaftRequest { data },
             |mut c, r| async move { c.vote(r).await },
@@ -184,9 +214,52 @@ mod tests {
         assert_eq!(ms, vec![200, 400, 800, 1600, 2000, 2000, 2000]);
     }
 
+    /// A peer that accepts connections and never answers is slow, not gone: a `Timeout`
+    /// (openraft retries at the next heartbeat), while a closed port is `Unreachable`
+    /// (openraft backs off).
+    #[tokio::test]
+    async fn a_silent_peer_times_out_and_a_closed_port_is_unreachable() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap().to_string();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = silent.accept().await {
+                held.push(sock);
+            }
+        });
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let peers = Peers::new(Duration::from_millis(500));
+        let vote = VoteRequest::new(openraft::Vote::new(1, 1), None);
+        for (addr, want_timeout) in [(silent_addr, true), (closed, false)] {
+            let mut peer = PeerClient {
+                id: 1,
+                target: 2,
+                node: Node::default(),
+                client: peers.raft_client(&addr).map_err(|e| e.to_string()),
+            };
+            let option = RPCOption::new(Duration::from_millis(300));
+            let res = peer.vote(vote.clone(), option).await;
+            match res {
+                Err(RPCError::Timeout(t)) => {
+                    assert!(want_timeout, "{addr}: closed port reported as a timeout");
+                    assert_eq!((t.id, t.target, t.action), (1, 2, RPCTypes::Vote));
+                }
+                Err(RPCError::Unreachable(_)) => {
+                    assert!(!want_timeout, "{addr}: a silent peer must be a Timeout")
+                }
+                other => panic!("{addr}: unexpected {other:?}"),
+            }
+        }
+        holder.abort();
+    }
+
     #[test]
     fn remote_errors_and_garbage_replies_are_typed() {
         let peer = PeerClient {
+            id: 1,
             target: 2,
             node: Node::default(),
             client: Err("unused".into()),

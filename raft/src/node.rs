@@ -68,6 +68,7 @@ impl RaftNode {
         let peers = Peers::new(cfg.connect_timeout());
         let network = NetworkFactory {
             peers: peers.clone(),
+            id,
         };
         let raft = Raft::new(id, raft_config, network, storage.log, storage.sm)
             .await

@@ -91,6 +91,13 @@ pub(crate) fn never_sent(status: &Status) -> bool {
 }
 
 /// True for failures that say "the peer is not there (right now)" rather than "it said no".
+/// True when the call ran out of time: the server's deadline, or tonic's client-side
+/// request timeout (reported as `Cancelled` with "Timeout expired").
+pub(crate) fn is_deadline(status: &Status) -> bool {
+    status.code() == Code::DeadlineExceeded
+        || (status.code() == Code::Cancelled && status.message() == "Timeout expired")
+}
+
 pub(crate) fn is_unreachable(status: &Status) -> bool {
     matches!(
         status.code(),
