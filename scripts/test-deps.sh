@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the test suite needs beyond the build (sourced by scripts/test.sh): the official
 # OpenAI and Anthropic Python SDKs in a venv (the LLM compatibility tests run them as
-# clients), and iptables (the quota tests cut a node off with it). Idempotent.
+# clients), iptables (the quota tests and the chaos suite cut nodes off with it), and
+# libfaketime (the chaos suite's clock jump). Idempotent.
 set -euo pipefail
 
 venv="${RAFTGATE_VENV:-$HOME/.cache/raftgate-venv}"
@@ -23,4 +24,11 @@ if ! command -v iptables >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq iptables >/dev/null
+fi
+
+if [ ! -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
+  echo "test-deps: installing libfaketime" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libfaketime >/dev/null
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README and CI): formatting, lints, then every test —
-# unit tests, openraft's storage suite, and multi-process cluster tests on loopback.
+# unit tests, openraft's storage suite, multi-process cluster tests on loopback — and
+# the chaos suite's reduced sets (chaos-tests/README.md) on processes and containers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -13,3 +14,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets
 export RAFTGATE_BIN="$CARGO_TARGET_DIR/debug/raftgate"
 cargo test --workspace -- --test-threads 2
+
+# The chaos suite's reduced sets, with a fixed seed so a failure replays exactly. The
+# full set is `raftgate-chaos run --scenarios full` (chaos-tests/README.md).
+chaos="$CARGO_TARGET_DIR/debug/raftgate-chaos"
+"$chaos" run --backend process --scenarios ci --seed 1 --report "$CARGO_TARGET_DIR/chaos-report/process"
+if command -v docker >/dev/null 2>&1; then
+  "$chaos" run --backend docker --scenarios ci-docker --seed 1 --report "$CARGO_TARGET_DIR/chaos-report/docker"
+else
+  echo "test: docker is not installed: the chaos suite's Docker set did not run" >&2
+fi

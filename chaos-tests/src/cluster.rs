@@ -20,7 +20,7 @@ use crate::process::{binary_path, log_tail, NodeInfo, NodeProcess, NodeSpec};
 mod faults;
 mod membership;
 
-pub use faults::PARTITION_GID_BASE;
+pub use faults::{FAKETIME_LIB, PARTITION_GID_BASE};
 
 /// Every admin collection, in dependency order.
 pub const COLLECTIONS: [&str; 10] = [
@@ -48,6 +48,7 @@ pub struct ClusterBuilder {
     data_dirs: BTreeMap<usize, PathBuf>,
     bin: Option<PathBuf>,
     partitionable: bool,
+    clock_control: bool,
 }
 
 impl ClusterBuilder {
@@ -59,6 +60,7 @@ impl ClusterBuilder {
             data_dirs: BTreeMap::new(),
             bin: None,
             partitionable: false,
+            clock_control: false,
         }
     }
 
@@ -99,12 +101,26 @@ impl ClusterBuilder {
         self
     }
 
+    /// Preload libfaketime into every node so that [`LocalCluster::set_clock_offset`] can
+    /// step its wall clock. [`ChaosError::FaultUnavailable`] at start when the library is
+    /// not installed (`apt-get install libfaketime`).
+    pub fn clock_control(mut self) -> ClusterBuilder {
+        self.clock_control = true;
+        self
+    }
+
     /// Starts every node and waits for each `/healthz`; the cluster is not initialised.
     pub async fn start(self) -> Result<LocalCluster> {
         let bin = match self.bin {
             Some(b) => b,
             None => binary_path()?,
         };
+        if self.clock_control && !Path::new(FAKETIME_LIB).is_file() {
+            return Err(ChaosError::FaultUnavailable {
+                fault: "clock control".into(),
+                reason: format!("{FAKETIME_LIB} is missing (apt-get install libfaketime)"),
+            });
+        }
         let root = tempfile::Builder::new()
             .prefix("raftgate-chaos-")
             .tempdir()
@@ -126,6 +142,7 @@ impl ClusterBuilder {
                     args: self.args.clone(),
                     env: self.env.clone(),
                     gid: self.partitionable.then_some(PARTITION_GID_BASE + i as u32),
+                    faketime_file: self.clock_control.then(|| dir.join("faketime")),
                 };
                 Slot {
                     spec,
@@ -337,6 +354,43 @@ impl LocalCluster {
             }
             _ => Ok(()),
         }
+    }
+}
+
+impl LocalCluster {
+    /// Starts one more node, with the flags, environment and fault setup of node 0 and the
+    /// next node id, in the cluster's directory; it is not joined. Returns its index.
+    pub async fn add_node(&mut self) -> Result<usize> {
+        let i = self.slots.len();
+        let id = i as u64 + 1;
+        let template = self.slot(0)?.spec.clone();
+        let root = self
+            .root
+            .as_ref()
+            .map(|r| r.path().to_path_buf())
+            .ok_or_else(|| ChaosError::NodeState {
+                index: i,
+                problem: "add_node: the cluster's directory is gone".into(),
+            })?;
+        let dir = root.join(format!("node-{id}"));
+        let spec = NodeSpec {
+            node_id: id,
+            data_dir: dir.join("data"),
+            log_path: dir.join("node.log"),
+            addrs: None,
+            args: template.args,
+            env: template.env,
+            gid: template.gid.map(|_| PARTITION_GID_BASE + i as u32),
+            faketime_file: template.faketime_file.map(|_| dir.join("faketime")),
+        };
+        self.slots.push(Slot {
+            spec,
+            proc: None,
+            last: None,
+            paused: false,
+        });
+        self.restart(i).await?;
+        Ok(i)
     }
 }
 

@@ -13,11 +13,13 @@
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod docker;
 pub mod error;
 pub mod garbage;
 pub mod ledger;
 pub mod llm_mock;
 pub mod process;
+pub mod suite;
 pub mod upstream;
 pub mod wait;
 

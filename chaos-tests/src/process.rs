@@ -66,6 +66,9 @@ pub struct NodeSpec {
     /// Run the process with this group id (needs root; root keeps its file access), so
     /// that firewall rules can match its packets by owner (see `LocalCluster::partition`).
     pub gid: Option<u32>,
+    /// Preload libfaketime with this control file, whose content (`+0`, `-30`...) offsets
+    /// the node's wall clock (see `LocalCluster::set_clock_offset`).
+    pub faketime_file: Option<PathBuf>,
 }
 
 /// A running node. Killed (SIGKILL) when dropped.
@@ -125,6 +128,16 @@ impl NodeProcess {
             }
         }
         cmd.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some(file) = &spec.faketime_file {
+            if !file.exists() {
+                std::fs::write(file, "+0\n")
+                    .map_err(|e| ChaosError::io(format!("writing {}", file.display()), e))?;
+            }
+            cmd.env("LD_PRELOAD", crate::cluster::FAKETIME_LIB)
+                .env("FAKETIME_TIMESTAMP_FILE", file)
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
         if let Some(gid) = spec.gid {
             std::os::unix::process::CommandExt::gid(&mut cmd, gid);
         }

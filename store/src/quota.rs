@@ -331,11 +331,19 @@ impl Ledger {
     }
 }
 
-/// When a counter is dropped: one window length after its window ended, so the previous
-/// window stays readable for usage queries. Fixed budgets never expire.
+/// How long after its window ended a counter is kept, at least. Expiry is judged by the
+/// time a sync carries, which is its node's clock: a node whose clock runs ahead must not
+/// make the ledger forget a window the others are still admitting in (found by the
+/// chaos suite's clock jump: a node 85 s ahead dropped the current second's counters, and
+/// the window was granted again). Clocks further apart than this can still over-admit.
+pub const EXPIRY_GRACE_MS: u64 = 10 * 60 * 1000;
+
+/// When a counter is dropped: one window length (and at least [`EXPIRY_GRACE_MS`]) after
+/// its window ended, so the previous window stays readable for usage queries. Fixed
+/// budgets never expire.
 fn expiry(id: &CounterId) -> u64 {
     let len = id.window_end_ms.saturating_sub(id.window_start_ms);
-    id.window_end_ms.saturating_add(len)
+    id.window_end_ms.saturating_add(len.max(EXPIRY_GRACE_MS))
 }
 
 #[cfg(test)]

@@ -3,20 +3,29 @@
 //!
 //! A partition works on ports and process groups, because every node listens on
 //! 127.0.0.1: the nodes of a [`ClusterBuilder::partitionable`] cluster run with group id
-//! [`PARTITION_GID_BASE`] + index, and cutting node `i` off adds, in two chains of this
-//! cluster's own (jumped to from `INPUT` and `OUTPUT`):
+//! [`PARTITION_GID_BASE`] + index, and cutting the link between nodes `a` and `b` adds,
+//! in a chain of this cluster's own (jumped to from `OUTPUT`):
 //!
-//! - `OUTPUT -p tcp --dport <raft port of every other node> -m owner --gid-owner <gid of i> -j DROP`
-//!   (node `i` reaches no other node's Raft/cluster gRPC port),
-//! - `INPUT -p tcp --dport <raft port of i> -j DROP` (no one reaches node `i`'s).
+//! - `-p tcp --dport <raft port of b> -m owner --gid-owner <gid of a> -j DROP`
+//! - `-p tcp --dport <raft port of a> -m owner --gid-owner <gid of b> -j DROP`
 //!
-//! Data-plane and admin ports stay reachable by the test's clients. Packets are dropped,
-//! not rejected, as a real partition does. The rules match ports, so they survive a
-//! restart of the node (which binds the same ports). [`LocalCluster::heal`] (also run on
-//! drop) removes both chains.
+//! so neither reaches the other's Raft/cluster gRPC port, while both still reach the
+//! rest (a bridge partition is two nodes whose link is cut, both linked to a third).
+//! Isolating a node ([`LocalCluster::partition`]) cuts all its links. Data-plane and
+//! admin ports stay reachable by the test's clients. Packets are dropped, not rejected,
+//! as a real partition does. The rules match ports, so they survive a restart of the
+//! node (which binds the same ports). [`LocalCluster::heal`] (also run on drop) removes
+//! the chain.
+//!
+//! A clock jump uses libfaketime (Debian's `libfaketime`) preloaded into every node of
+//! a [`ClusterBuilder::clock_control`] cluster: the wall clock (`CLOCK_REALTIME`) is
+//! offset by what the node's `faketime` file says, re-read every second; the monotonic
+//! clock (timers, Raft elections) is left alone, as an NTP step would.
 //!
 //! [`ClusterBuilder::partitionable`]: super::ClusterBuilder::partitionable
+//! [`ClusterBuilder::clock_control`]: super::ClusterBuilder::clock_control
 
+use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -29,13 +38,15 @@ pub const PARTITION_GID_BASE: u32 = 4200;
 /// Distinguishes the chains of several clusters of one test process.
 static CHAIN_SEQ: AtomicU32 = AtomicU32::new(0);
 
-/// The iptables chains of one cluster's partitions.
+/// Where libfaketime is when Debian's `libfaketime` package is installed.
+pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The iptables chain of one cluster's cuts.
 #[derive(Debug)]
 pub(super) struct Firewall {
-    input: String,
     output: String,
-    /// Indexes of the nodes cut off.
-    cut: Vec<usize>,
+    /// Cut links, each as (smaller index, larger index).
+    links: BTreeSet<(usize, usize)>,
 }
 
 /// Runs `iptables -w ARGS`; Err with its stderr when it fails or cannot run.
@@ -65,34 +76,26 @@ fn port_of(addr: &str) -> Result<String> {
 }
 
 impl Firewall {
-    /// Creates this cluster's two chains and the jumps to them.
+    /// Creates this cluster's chain and the jump to it.
     fn create() -> std::result::Result<Firewall, String> {
         let n = CHAIN_SEQ.fetch_add(1, Ordering::Relaxed);
-        let base = format!("RAFTGATE-{}-{n}", std::process::id());
         let fw = Firewall {
-            input: format!("{base}-I"),
-            output: format!("{base}-O"),
-            cut: Vec::new(),
+            output: format!("RAFTGATE-{}-{n}", std::process::id()),
+            links: BTreeSet::new(),
         };
-        iptables(&["-N", &fw.input])?;
-        let created = iptables(&["-N", &fw.output])
-            .and_then(|()| iptables(&["-I", "INPUT", "1", "-j", &fw.input]))
-            .and_then(|()| iptables(&["-I", "OUTPUT", "1", "-j", &fw.output]));
-        if let Err(e) = created {
+        iptables(&["-N", &fw.output])?;
+        if let Err(e) = iptables(&["-I", "OUTPUT", "1", "-j", &fw.output]) {
             let _ = fw.remove();
             return Err(e);
         }
         Ok(fw)
     }
 
-    /// Removes the jumps and both chains; every step is tried, the first error returned.
+    /// Removes the jump and the chain; every step is tried, the first error returned.
     fn remove(&self) -> std::result::Result<(), String> {
-        let steps: [&[&str]; 6] = [
-            &["-D", "INPUT", "-j", &self.input],
+        let steps: [&[&str]; 3] = [
             &["-D", "OUTPUT", "-j", &self.output],
-            &["-F", &self.input],
             &["-F", &self.output],
-            &["-X", &self.input],
             &["-X", &self.output],
         ];
         let mut first = Ok(());
@@ -174,14 +177,32 @@ impl LocalCluster {
         }
     }
 
-    /// Indexes of the nodes cut off by [`LocalCluster::partition`] and not healed yet.
-    pub fn partitioned(&self) -> Vec<usize> {
-        self.firewall
-            .as_ref()
-            .map_or_else(Vec::new, |f| f.cut.clone())
+    /// Whether the nodes run with their own group ids, so links can be cut.
+    pub fn is_partitionable(&self) -> bool {
+        self.slots.iter().all(|s| s.spec.gid.is_some())
     }
 
-    /// Cuts node `i` off from the other nodes' Raft traffic (both directions), leaving
+    /// Whether the nodes run with libfaketime, so their clocks can be stepped.
+    pub fn has_clock_control(&self) -> bool {
+        self.slots.iter().all(|s| s.spec.faketime_file.is_some())
+    }
+
+    /// Indexes of the nodes whose links to every other node are cut.
+    pub fn partitioned(&self) -> Vec<usize> {
+        let Some(fw) = &self.firewall else {
+            return Vec::new();
+        };
+        let n = self.slots.len();
+        (0..n)
+            .filter(|&i| {
+                (0..n)
+                    .filter(|&j| j != i)
+                    .all(|j| fw.links.contains(&(i.min(j), i.max(j))))
+            })
+            .collect()
+    }
+
+    /// Cuts node `i` off from every other node's Raft traffic (both directions), leaving
     /// its data-plane and admin ports reachable; see the module docs. Several nodes may
     /// be cut off (each from all others). The cluster must have been started with
     /// [`ClusterBuilder::partitionable`](super::ClusterBuilder::partitionable).
@@ -189,29 +210,46 @@ impl LocalCluster {
     /// [`ChaosError::FaultUnavailable`] when iptables is missing or refuses (not root,
     /// no netfilter): callers may skip rather than fail.
     pub fn partition(&mut self, i: usize) -> Result<()> {
+        for j in (0..self.slots.len()).filter(|&j| j != i) {
+            self.cut_link(i, j)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the Raft traffic between nodes `a` and `b`, both directions (see the module
+    /// docs); the other links stay. Idempotent.
+    pub fn cut_link(&mut self, a: usize, b: usize) -> Result<()> {
         let unavailable = |reason: String| ChaosError::FaultUnavailable {
-            fault: format!("a partition of node index {i}"),
+            fault: format!("cutting the link between node indexes {a} and {b}"),
             reason,
         };
-        let gid = self
-            .slot(i)?
-            .spec
-            .gid
-            .ok_or_else(|| ChaosError::NodeState {
-                index: i,
-                problem: "partition: the cluster was not started with \
-                      ClusterBuilder::partitionable() (nodes need their own group id)"
-                    .into(),
-            })?;
-        let own_port = port_of(&self.info(i)?.raft_addr)?;
-        let mut other_ports = Vec::new();
-        for j in (0..self.slots.len()).filter(|&j| j != i) {
-            if let Some(info) = &self.slots[j].last {
-                other_ports.push(port_of(&info.raft_addr)?);
-            }
+        let link = (a.min(b), a.max(b));
+        if a == b {
+            return Err(ChaosError::NodeState {
+                index: a,
+                problem: "cut_link: a node has no link to itself".into(),
+            });
         }
-        if self.partitioned().contains(&i) {
+        if self
+            .firewall
+            .as_ref()
+            .is_some_and(|f| f.links.contains(&link))
+        {
             return Ok(());
+        }
+        let mut ends = Vec::new();
+        for i in [a, b] {
+            let gid = self
+                .slot(i)?
+                .spec
+                .gid
+                .ok_or_else(|| ChaosError::NodeState {
+                    index: i,
+                    problem: "cut_link: the cluster was not started with \
+                      ClusterBuilder::partitionable() (nodes need their own group id)"
+                        .into(),
+                })?;
+            ends.push((gid.to_string(), port_of(&self.info(i)?.raft_addr)?));
         }
         if self.firewall.is_none() {
             self.firewall = Some(Firewall::create().map_err(unavailable)?);
@@ -219,41 +257,43 @@ impl LocalCluster {
         let Some(fw) = self.firewall.as_mut() else {
             return Err(unavailable("no firewall chain".into()));
         };
-        let gid = gid.to_string();
-        let mut rules: Vec<Vec<&str>> = other_ports
-            .iter()
-            .map(|p| {
-                vec![
-                    "-A",
-                    fw.output.as_str(),
-                    "-p",
-                    "tcp",
-                    "--dport",
-                    p.as_str(),
-                    "-m",
-                    "owner",
-                    "--gid-owner",
-                    gid.as_str(),
-                    "-j",
-                    "DROP",
-                ]
-            })
-            .collect();
-        rules.push(vec![
-            "-A",
-            fw.input.as_str(),
-            "-p",
-            "tcp",
-            "--dport",
-            own_port.as_str(),
-            "-j",
-            "DROP",
-        ]);
-        for rule in &rules {
-            iptables(rule).map_err(unavailable)?;
+        for (from, to) in [(0, 1), (1, 0)] {
+            let (gid, _) = &ends[from];
+            let (_, port) = &ends[to];
+            iptables(&[
+                "-A",
+                fw.output.as_str(),
+                "-p",
+                "tcp",
+                "--dport",
+                port,
+                "-m",
+                "owner",
+                "--gid-owner",
+                gid,
+                "-j",
+                "DROP",
+            ])
+            .map_err(unavailable)?;
         }
-        fw.cut.push(i);
+        fw.links.insert(link);
         Ok(())
+    }
+
+    /// Steps node `i`'s wall clock to `offset_secs` from the real time (0: back to real
+    /// time), through its libfaketime control file; takes effect within a second. The
+    /// cluster must have been started with
+    /// [`ClusterBuilder::clock_control`](super::ClusterBuilder::clock_control).
+    pub fn set_clock_offset(&self, i: usize, offset_secs: i64) -> Result<()> {
+        let slot = self.slot(i)?;
+        let Some(file) = &slot.spec.faketime_file else {
+            return Err(ChaosError::FaultUnavailable {
+                fault: format!("a clock jump on node index {i}"),
+                reason: "the cluster was not started with ClusterBuilder::clock_control()".into(),
+            });
+        };
+        std::fs::write(file, format!("{offset_secs:+}\n"))
+            .map_err(|e| ChaosError::io(format!("writing {}", file.display()), e))
     }
 
     /// Removes every partition (no-op when there is none).

@@ -1,5 +1,6 @@
 //! Cluster formation and observation on a [`LocalCluster`]: init, join, leader and voter
-//! discovery, and replica convergence. Every wait is bounded by [`CLUSTER_TIMEOUT`] or the
+//! discovery (through [`crate::suite::membership`], which does the same for every
+//! backend), and replica convergence. Every wait is bounded by [`CLUSTER_TIMEOUT`] or the
 //! caller's timeout.
 
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use super::{LocalCluster, CLUSTER_TIMEOUT};
 use crate::client::{ClusterStatus, Read};
 use crate::error::Result;
+use crate::suite::membership as m;
 use crate::wait;
 
 impl LocalCluster {
@@ -31,75 +33,12 @@ impl LocalCluster {
     /// Node `i` joins the cluster of node `via` (`POST /admin/v1/cluster/join`). Retried, as an
     /// operator would, while the answer is 5xx or missing; any 4xx fails at once.
     pub async fn join_via(&self, i: usize, via: usize) -> Result<()> {
-        let client = self.client(i)?.with_timeout(CLUSTER_TIMEOUT);
-        let via_url = self.admin_url(via)?;
-        let what = format!("node {} to join via {via_url}", self.node_id(i));
-        let outcome = wait::until(&what, CLUSTER_TIMEOUT, || {
-            let (client, via_url) = (client.clone(), via_url.clone());
-            async move {
-                match client.join(&via_url).await {
-                    Ok(_) => Ok(Ok(())),
-                    Err(e) if e.status().is_some_and(|s| s.is_client_error()) => Ok(Err(e)),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        })
-        .await?;
-        Ok(outcome?)
-    }
-
-    /// One probe: the running node that is leader by its own account, agreed by whoever asked.
-    async fn probe_leader(&self) -> Result<usize, String> {
-        let mut seen = Vec::new();
-        // A paused node answers nothing: asking it would only wait out the timeout.
-        for i in self.running().into_iter().filter(|&i| !self.is_paused(i)) {
-            let status = match self
-                .client(i)
-                .map_err(|e| e.to_string())?
-                .cluster_status()
-                .await
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    seen.push(format!("node {}: {e}", self.node_id(i)));
-                    continue;
-                }
-            };
-            let Some(leader) = status
-                .leader_id
-                .and_then(|l| self.index_of(l))
-                .filter(|&l| self.is_running(l) && !self.is_paused(l))
-            else {
-                seen.push(format!("node {}: {}", self.node_id(i), status.summary()));
-                continue;
-            };
-            let confirmed = match self
-                .client(leader)
-                .map_err(|e| e.to_string())?
-                .cluster_status()
-                .await
-            {
-                Ok(s) => s.leader_id == Some(self.node_id(leader)),
-                Err(_) => false,
-            };
-            if confirmed {
-                return Ok(leader);
-            }
-            seen.push(format!(
-                "node {} names {} but that node disagrees",
-                self.node_id(i),
-                self.node_id(leader)
-            ));
-        }
-        Err(seen.join(" | "))
+        m::join(self, i, via).await
     }
 
     /// Index of the leader among the running nodes, once one is elected.
     pub async fn wait_leader(&self) -> Result<usize> {
-        wait::until("a leader among the running nodes", CLUSTER_TIMEOUT, || {
-            self.probe_leader()
-        })
-        .await
+        m::wait_leader(self, CLUSTER_TIMEOUT).await
     }
 
     /// The running nodes other than `leader`.
@@ -112,26 +51,9 @@ impl LocalCluster {
 
     /// Waits until the leader reports exactly `n` voters, all reachable.
     pub async fn wait_for_voters(&self, n: usize) -> Result<ClusterStatus> {
-        wait::until(
-            &format!("{n} reachable voters"),
-            CLUSTER_TIMEOUT,
-            || async {
-                let leader = self.probe_leader().await?;
-                let status = self
-                    .client(leader)
-                    .map_err(|e| e.to_string())?
-                    .cluster_status()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let voters = status.nodes.iter().filter(|v| v.voter).collect::<Vec<_>>();
-                if voters.len() == n && voters.iter().all(|v| v.reachable) {
-                    Ok(status)
-                } else {
-                    Err(status.summary())
-                }
-            },
-        )
-        .await
+        m::wait_voters(self, n, CLUSTER_TIMEOUT).await?;
+        let leader = self.wait_leader().await?;
+        Ok(self.client(leader)?.cluster_status().await?)
     }
 
     /// Waits until every running node lists the same items, at the same revision, in each of
