@@ -62,6 +62,22 @@ impl ScenarioReport {
         }
     }
 
+    /// The scenario's row of the summary table, one cell per column.
+    fn cells(&self) -> [String; 8] {
+        let dash = || "-".to_string();
+        [
+            self.scenario.clone(),
+            self.ops.to_string(),
+            self.errors.to_string(),
+            self.over_admission
+                .map_or_else(dash, |r| format!("{:.0}%", r * 100.0)),
+            self.availability.map_or_else(dash, |a| format!("{a:.2}%")),
+            self.election_ms.map_or_else(dash, |ms| format!("{ms} ms")),
+            self.recovery_ms.map_or_else(dash, |ms| format!("{ms} ms")),
+            verdict_str(self.verdict).to_string(),
+        ]
+    }
+
     /// FAIL when any check failed or the run aborted; SKIP when nothing was decided.
     pub fn decide(&mut self) {
         let failed = self.checks.iter().any(|c| c.verdict == Verdict::Fail);
@@ -103,18 +119,11 @@ impl SuiteReport {
             "scenario", "ops", "errors", "admitted", "avail", "election", "recovery", "verdict"
         );
         for s in &self.scenarios {
+            let c = s.cells();
             let _ = writeln!(
                 out,
                 "{:<27} {:>6} {:>6} {:>9} {:>8} {:>9} {:>9} {:>7}",
-                s.scenario,
-                s.ops,
-                s.errors,
-                s.over_admission
-                    .map_or("-".into(), |r| format!("{:.0}%", r * 100.0)),
-                s.availability.map_or("-".into(), |a| format!("{a:.2}%")),
-                s.election_ms.map_or("-".into(), |ms| format!("{ms} ms")),
-                s.recovery_ms.map_or("-".into(), |ms| format!("{ms} ms")),
-                verdict_str(s.verdict)
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
             );
         }
         out
@@ -139,19 +148,7 @@ impl SuiteReport {
             "| scenario | ops | errors | max admitted / limit | availability | election | recovery | verdict |\n|---|---:|---:|---:|---:|---:|---:|---|"
         );
         for s in &self.scenarios {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                s.scenario,
-                s.ops,
-                s.errors,
-                s.over_admission
-                    .map_or("-".into(), |r| format!("{:.0}%", r * 100.0)),
-                s.availability.map_or("-".into(), |a| format!("{a:.2}%")),
-                s.election_ms.map_or("-".into(), |ms| format!("{ms} ms")),
-                s.recovery_ms.map_or("-".into(), |ms| format!("{ms} ms")),
-                verdict_str(s.verdict)
-            );
+            let _ = writeln!(md, "| {} |", s.cells().join(" | "));
         }
         for s in &self.scenarios {
             let _ = writeln!(md, "\n## {} — {}\n", s.scenario, verdict_str(s.verdict));
