@@ -228,3 +228,17 @@ pub async fn progress<B: Backend>(b: &B) -> (u64, u64) {
     }
     (applied, revision)
 }
+
+/// Waits until node `i` reports ready (`/readyz` 200: configuration applied and a leader
+/// known): the moment a restarted node serves again.
+pub async fn wait_ready<B: Backend>(b: &B, i: usize, timeout: Duration) -> Result<()> {
+    let client = probe_client(b, i)?;
+    wait::until(&format!("node {} ready", b.node_id(i)), timeout, || async {
+        match client.raw(reqwest::Method::GET, "/readyz", None).await {
+            Ok(r) if r.status.is_success() => Ok(()),
+            Ok(r) => Err(format!("/readyz {}: {}", r.status, r.body)),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+}

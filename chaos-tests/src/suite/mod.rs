@@ -7,8 +7,9 @@
 //! Rooms: [`backend`] (who runs the nodes: processes, containers, an operator's
 //! machines — [`external`]), [`membership`] (forming and watching the cluster through
 //! the admin API), [`setup`] (the configuration under test), [`load`] and [`history`]
-//! (clients and their record), [`nemesis`] (the faults), [`check`] and [`linear`] (the
-//! checkers), [`scenario`] (one scenario end to end), [`report`] (table, JSON, Markdown).
+//! (clients and their record), [`nemesis`] (the faults), [`watch`] (who led, sampled
+//! throughout), [`check`] and [`linear`] (the checkers), [`scenario`] (one scenario end
+//! to end), [`report`] (table, JSON, Markdown).
 
 use std::future::Future;
 
@@ -23,6 +24,7 @@ pub mod nemesis;
 pub mod report;
 pub mod scenario;
 pub mod setup;
+pub mod watch;
 
 use backend::Backend;
 use nemesis::Fault;

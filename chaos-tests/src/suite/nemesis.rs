@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::backend::{Backend, Capability};
 use super::history::History;
 use super::membership::{self as m, CLUSTER_TIMEOUT};
+use super::watch::{LeaderWatch, Sample};
 use crate::error::Result;
 
 /// One fault scenario.
@@ -111,34 +112,50 @@ impl Fault {
     }
 }
 
-/// A node's part in a fault, for the availability checker.
+/// A stretch of run time in microseconds; `to_us` is `u64::MAX` while it lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    /// Alive and able to reach a quorum the whole time.
-    Majority,
-    /// Alive but without a quorum for part of the run (partitioned off, or the survivor
-    /// of a majority kill): it serves from its replica and its held quota leases.
-    Minority,
-    /// Killed, paused, wiped, restarted or removed during the run.
-    Down,
+pub struct Span {
+    pub from_us: u64,
+    pub to_us: u64,
+}
+
+impl Span {
+    fn open(from_us: u64) -> Span {
+        Span {
+            from_us,
+            to_us: u64::MAX,
+        }
+    }
+
+    /// Whether the span meets `[a, b]`, its end stretched by `grace`.
+    pub fn meets(&self, a: u64, b: u64, grace: u64) -> bool {
+        self.from_us <= b && a <= self.to_us.saturating_add(grace)
+    }
 }
 
 /// What a fault did and observed. Times are microseconds on the run's clock.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Trace {
     pub description: String,
     pub start_us: u64,
     /// When the cluster was whole again (restarted, resumed, healed, rejoined).
     pub healed_us: u64,
-    /// Each node's part (index = node index; nodes added by the fault included).
-    pub sides: Vec<Side>,
+    /// When each node could not serve: from kill, pause or removal until it answered
+    /// `/readyz` again (never, for a removed node).
+    pub down: Vec<(usize, Span)>,
+    /// Links cut between two nodes, and when.
+    pub cuts: Vec<(usize, usize, Span)>,
+    /// Voter count from a time on: starts with the cluster's size.
+    pub voters: Vec<(u64, usize)>,
     /// Time to elect a new leader, when the fault took the leader away.
     pub election: Option<Duration>,
     /// Nodes that are no longer members at the end (removed), excluded from final checks.
     pub removed: Vec<usize>,
     /// Node index → wall-clock offset (seconds) it ran with at some point.
     pub clock_offsets: Vec<(usize, i64)>,
+    /// Who led, sampled through the whole scenario by the leader watch.
+    #[serde(skip)]
+    pub leaders: Vec<Sample>,
 }
 
 impl Trace {
@@ -147,34 +164,65 @@ impl Trace {
             description,
             start_us,
             healed_us: start_us,
-            sides: vec![Side::Majority; nodes],
-            election: None,
-            removed: Vec::new(),
-            clock_offsets: Vec::new(),
+            voters: vec![(0, nodes)],
+            ..Trace::default()
         }
     }
 
-    fn mark(&mut self, i: usize, side: Side) {
-        if self.sides.len() <= i {
-            self.sides.resize(i + 1, Side::Majority);
+    fn down_from(&mut self, i: usize, now_us: u64) {
+        self.down.push((i, Span::open(now_us)));
+    }
+
+    /// Closes node `i`'s open down span.
+    fn up_at(&mut self, i: usize, now_us: u64) {
+        for (n, span) in self.down.iter_mut().rev() {
+            if *n == i && span.to_us == u64::MAX {
+                span.to_us = now_us;
+                break;
+            }
         }
-        // Down outranks Minority outranks Majority.
-        let rank = |s: Side| match s {
-            Side::Majority => 0,
-            Side::Minority => 1,
-            Side::Down => 2,
-        };
-        if rank(side) > rank(self.sides[i]) {
-            self.sides[i] = side;
+    }
+
+    fn cut_from(&mut self, a: usize, b: usize, now_us: u64) {
+        self.cuts.push((a, b, Span::open(now_us)));
+    }
+
+    fn heal_at(&mut self, now_us: u64) {
+        for (_, _, span) in self.cuts.iter_mut().filter(|c| c.2.to_us == u64::MAX) {
+            span.to_us = now_us;
         }
+    }
+
+    /// Whether node `i` was down at any moment of `[a, b]`.
+    pub fn is_down(&self, i: usize, a: u64, b: u64) -> bool {
+        self.down.iter().any(|(n, s)| *n == i && s.meets(a, b, 0))
+    }
+
+    /// Whether the link between `i` and `j` was cut at any moment of `[a, b]`, or healed
+    /// less than `grace` before `a`.
+    pub fn is_cut(&self, i: usize, j: usize, a: u64, b: u64, grace: u64) -> bool {
+        self.cuts
+            .iter()
+            .any(|(x, y, s)| ((*x, *y) == (i, j) || (*x, *y) == (j, i)) && s.meets(a, b, grace))
+    }
+
+    /// The number of voters at time `t`.
+    pub fn voters_at(&self, t: u64) -> usize {
+        self.voters
+            .iter()
+            .take_while(|(from, _)| *from <= t)
+            .last()
+            .map_or(0, |(_, n)| *n)
     }
 }
 
-/// Injects `fault`, holds it for `hold`, and undoes it; the load runs meanwhile.
+/// Injects `fault`, holds it for `hold`, and undoes it; the load runs meanwhile. Nodes
+/// added or removed are reported to `watch`.
 pub async fn inject<B: Backend>(
     fault: Fault,
     b: &mut B,
     history: &History,
+    watch: &LeaderWatch,
     rng: &mut StdRng,
     hold: Duration,
 ) -> Result<Trace> {
@@ -186,10 +234,11 @@ pub async fn inject<B: Backend>(
     let id = |i: usize| ids.get(i).copied().unwrap_or(0);
     let start = Instant::now();
     let mut t = Trace::new(String::new(), history.now_us(), n);
+    let now = || history.now_us();
     match fault {
         Fault::KillLeader => {
             t.description = format!("kill -9 leader {}, restart after {hold:?}", id(leader));
-            t.mark(leader, Side::Down);
+            t.down_from(leader, now());
             b.kill(leader).await?;
             t.election = Some(
                 m::wait_new_leader(b, leader, &followers, start, CLUSTER_TIMEOUT)
@@ -197,14 +246,14 @@ pub async fn inject<B: Backend>(
                     .1,
             );
             tokio::time::sleep(hold).await;
-            b.start(leader).await?;
+            restart(b, &mut t, history, leader).await?;
         }
         Fault::KillFollower => {
             t.description = format!("kill -9 follower {}, restart after {hold:?}", id(follower));
-            t.mark(follower, Side::Down);
+            t.down_from(follower, now());
             b.kill(follower).await?;
             tokio::time::sleep(hold).await;
-            b.start(follower).await?;
+            restart(b, &mut t, history, follower).await?;
         }
         Fault::KillMajority => {
             let survivor = followers[rng.random_range(0..followers.len())];
@@ -215,10 +264,9 @@ pub async fn inject<B: Backend>(
                 id(leader)
             );
             for &v in &victims {
-                t.mark(v, Side::Down);
+                t.down_from(v, now());
                 b.kill(v).await?;
             }
-            t.mark(survivor, Side::Minority);
             tokio::time::sleep(hold).await;
             let restarted = Instant::now();
             for &v in &victims {
@@ -226,10 +274,14 @@ pub async fn inject<B: Backend>(
             }
             m::wait_leader(b, CLUSTER_TIMEOUT).await?;
             t.election = Some(restarted.elapsed());
+            for &v in &victims {
+                m::wait_ready(b, v, CLUSTER_TIMEOUT).await?;
+                t.up_at(v, now());
+            }
         }
         Fault::PauseLeader => {
             t.description = format!("SIGSTOP leader {} for {hold:?}, then SIGCONT", id(leader));
-            t.mark(leader, Side::Down);
+            t.down_from(leader, now());
             b.pause(leader).await?;
             t.election = Some(
                 m::wait_new_leader(b, leader, &followers, start, CLUSTER_TIMEOUT)
@@ -238,21 +290,22 @@ pub async fn inject<B: Backend>(
             );
             tokio::time::sleep(hold).await;
             b.resume(leader).await?;
+            m::wait_ready(b, leader, CLUSTER_TIMEOUT).await?;
+            t.up_at(leader, now());
         }
         Fault::PartitionLeaderMinority => {
             t.description = format!(
                 "leader {} cut off from both followers for {hold:?}",
                 id(leader)
             );
-            isolate(b, leader).await?;
-            t.mark(leader, Side::Minority);
+            isolate(b, &mut t, history, leader).await?;
             t.election = Some(
                 m::wait_new_leader(b, leader, &followers, start, CLUSTER_TIMEOUT)
                     .await?
                     .1,
             );
             tokio::time::sleep(hold).await;
-            b.heal().await?;
+            heal(b, &mut t, history).await?;
         }
         Fault::PartitionLeaderMajority => {
             t.description = format!(
@@ -260,10 +313,9 @@ pub async fn inject<B: Backend>(
                 id(follower),
                 id(leader)
             );
-            isolate(b, follower).await?;
-            t.mark(follower, Side::Minority);
+            isolate(b, &mut t, history, follower).await?;
             tokio::time::sleep(hold).await;
-            b.heal().await?;
+            heal(b, &mut t, history).await?;
         }
         Fault::PartitionBridge => {
             let bridge = followers
@@ -277,9 +329,10 @@ pub async fn inject<B: Backend>(
                 id(follower),
                 id(bridge)
             );
+            t.cut_from(leader, follower, now());
             b.cut(leader, follower).await?;
             tokio::time::sleep(hold).await;
-            b.heal().await?;
+            heal(b, &mut t, history).await?;
         }
         Fault::IsolateOne => {
             let victim = rng.random_range(0..n);
@@ -292,8 +345,7 @@ pub async fn inject<B: Backend>(
                 "node {} ({role}) cut off from all others for {hold:?}",
                 id(victim)
             );
-            isolate(b, victim).await?;
-            t.mark(victim, Side::Minority);
+            isolate(b, &mut t, history, victim).await?;
             if victim == leader {
                 t.election = Some(
                     m::wait_new_leader(b, leader, &followers, start, CLUSTER_TIMEOUT)
@@ -302,7 +354,7 @@ pub async fn inject<B: Backend>(
                 );
             }
             tokio::time::sleep(hold).await;
-            b.heal().await?;
+            heal(b, &mut t, history).await?;
         }
         Fault::RestartKeepData => {
             let victim = rng.random_range(0..n);
@@ -310,9 +362,9 @@ pub async fn inject<B: Backend>(
                 "kill -9 node {} and start it again at once, data kept",
                 id(victim)
             );
-            t.mark(victim, Side::Down);
+            t.down_from(victim, now());
             b.kill(victim).await?;
-            b.start(victim).await?;
+            restart(b, &mut t, history, victim).await?;
             tokio::time::sleep(hold).await;
         }
         Fault::WipeRejoin => {
@@ -320,16 +372,22 @@ pub async fn inject<B: Backend>(
                 "follower {}: kill -9, wipe its data dir, remove it, start it empty and join again",
                 id(follower)
             );
-            t.mark(follower, Side::Down);
+            t.down_from(follower, now());
             b.kill(follower).await?;
             b.wipe(follower).await?;
             b.client(leader)?.remove_member(id(follower)).await?;
+            watch.remove(follower);
+            t.voters.push((now(), n - 1));
             m::wait_voters(b, n - 1, CLUSTER_TIMEOUT).await?;
             tokio::time::sleep(hold / 2).await;
             b.start(follower).await?;
             let leader_now = m::wait_leader(b, CLUSTER_TIMEOUT).await?;
             m::join(b, follower, leader_now).await?;
             m::wait_voters(b, n, CLUSTER_TIMEOUT).await?;
+            t.voters.push((now(), n));
+            watch.add(follower, id(follower), b.admin_url(follower)?);
+            m::wait_ready(b, follower, CLUSTER_TIMEOUT).await?;
+            t.up_at(follower, now());
         }
         Fault::RollingRestart => {
             let mut order: Vec<usize> = (0..n).collect();
@@ -339,9 +397,9 @@ pub async fn inject<B: Backend>(
                 order.iter().map(|&i| id(i)).collect::<Vec<_>>()
             );
             for i in order {
-                t.mark(i, Side::Down);
+                t.down_from(i, now());
                 b.kill(i).await?;
-                b.start(i).await?;
+                restart(b, &mut t, history, i).await?;
                 m::wait_voters(b, n, CLUSTER_TIMEOUT).await?;
                 let (applied, revision) = m::progress(b).await;
                 m::wait_converged(b, &m::live(b), applied, Some(revision), CLUSTER_TIMEOUT).await?;
@@ -355,13 +413,20 @@ pub async fn inject<B: Backend>(
                 b.node_id(added),
                 id(removed)
             );
-            t.mark(added, Side::Down);
+            // The new node serves nothing until it has joined and caught up.
+            t.down_from(added, now());
             m::join(b, added, leader).await?;
             m::wait_voters(b, n + 1, CLUSTER_TIMEOUT).await?;
+            t.voters.push((now(), n + 1));
+            watch.add(added, b.node_id(added), b.admin_url(added)?);
+            m::wait_ready(b, added, CLUSTER_TIMEOUT).await?;
+            t.up_at(added, now());
             tokio::time::sleep(hold / 2).await;
             let via = if removed == leader { follower } else { leader };
-            t.mark(removed, Side::Down);
+            t.down_from(removed, now());
             b.client(via)?.remove_member(id(removed)).await?;
+            watch.remove(removed);
+            t.voters.push((now(), n));
             m::wait_voters(b, n, CLUSTER_TIMEOUT).await?;
             b.kill(removed).await?;
             t.removed.push(removed);
@@ -384,9 +449,24 @@ pub async fn inject<B: Backend>(
     Ok(t)
 }
 
+/// Starts node `i` (killed before) and closes its down span once it is ready.
+async fn restart<B: Backend>(b: &mut B, t: &mut Trace, h: &History, i: usize) -> Result<()> {
+    b.start(i).await?;
+    m::wait_ready(b, i, CLUSTER_TIMEOUT).await?;
+    t.up_at(i, h.now_us());
+    Ok(())
+}
+
+async fn heal<B: Backend>(b: &mut B, t: &mut Trace, h: &History) -> Result<()> {
+    b.heal().await?;
+    t.heal_at(h.now_us());
+    Ok(())
+}
+
 /// Cuts node `i` from every other node.
-async fn isolate<B: Backend>(b: &mut B, i: usize) -> Result<()> {
+async fn isolate<B: Backend>(b: &mut B, t: &mut Trace, h: &History, i: usize) -> Result<()> {
     for j in (0..b.len()).filter(|&j| j != i) {
+        t.cut_from(i, j, h.now_us());
         b.cut(i, j).await?;
     }
     Ok(())

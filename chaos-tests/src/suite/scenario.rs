@@ -14,9 +14,10 @@ use super::check::{availability, lost, quota, registers, Check, Verdict};
 use super::history::{History, Op, OpKind};
 use super::load::{answered, Load, LoadShape, Targets};
 use super::membership::{self as m, CLUSTER_TIMEOUT};
-use super::nemesis::{self, Fault, Side, Trace};
+use super::nemesis::{self, Fault, Trace};
 use super::report::ScenarioReport;
 use super::setup;
+use super::watch::LeaderWatch;
 use crate::error::{ChaosError, Result};
 use crate::llm_mock::{Flavor, MockOptions, MockProvider};
 use crate::upstream::{TestUpstream, UpstreamOptions};
@@ -137,12 +138,17 @@ async fn run_inner<B: Backend>(
         admin_urls: all.iter().map(|&i| b.admin_url(i)).collect::<Result<_>>()?,
         token: b.token().unwrap_or_default(),
     };
+    let watched = all
+        .iter()
+        .map(|&i| Ok((i, b.node_id(i), b.admin_url(i)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let watch = LeaderWatch::start(&history, watched);
     let load = Load::start(&history, targets, &setup, &settings.shape, seed);
     tokio::time::sleep(settings.warmup).await;
 
     let mut rng = StdRng::seed_from_u64(seed);
-    let injected = nemesis::inject(fault, b, &history, &mut rng, settings.hold).await;
-    let trace = match injected {
+    let injected = nemesis::inject(fault, b, &history, &watch, &mut rng, settings.hold).await;
+    let mut trace = match injected {
         Ok(t) => t,
         Err(e) => {
             load.stop().await;
@@ -166,6 +172,7 @@ async fn run_inner<B: Backend>(
     let recovery = m::wait_converged(b, &members, applied, Some(revision), CLUSTER_TIMEOUT).await;
     tokio::time::sleep(settings.cooldown).await;
     load.stop().await;
+    trace.leaders = watch.stop().await;
     let ops = history.snapshot();
     let (applied, _) = m::progress(b).await;
     let settled = m::wait_converged(b, &members, applied, None, CLUSTER_TIMEOUT).await;
@@ -203,9 +210,8 @@ async fn run_inner<B: Backend>(
 fn count_errors(ops: &[Op], trace: &Trace) -> (usize, BTreeMap<String, usize>) {
     let mut by_kind = BTreeMap::new();
     let errors = ops.iter().filter(|op| {
-        let side = trace.sides.get(op.node).copied().unwrap_or(Side::Majority);
         let failed = if op.kind.is_data_plane() {
-            side != Side::Down && !answered(&op.outcome)
+            !trace.is_down(op.node, op.invoke_us, op.complete_us) && !answered(&op.outcome)
         } else {
             op.outcome.status().is_none()
         };

@@ -28,8 +28,17 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         None
     };
     match reason {
-        None => Json(json!({"ready": true, "leader": metrics.current_leader, "applied_index": metrics.last_applied.map(|l| l.index)})).into_response(),
-        Some(r) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false, "reason": r}))).into_response(),
+        // Node id and term let an observer (the chaos suite) tell a stale leader from a new one.
+        None => Json(json!({
+            "ready": true, "node_id": metrics.id, "leader": metrics.current_leader,
+            "term": metrics.current_term, "applied_index": metrics.last_applied.map(|l| l.index),
+        }))
+        .into_response(),
+        Some(r) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": r})),
+        )
+            .into_response(),
     }
 }
 

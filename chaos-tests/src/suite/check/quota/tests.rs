@@ -1,16 +1,10 @@
 use super::*;
 use crate::suite::history::Outcome;
-use crate::suite::nemesis::Side;
 
 fn trace() -> Trace {
     Trace {
-        description: String::new(),
-        start_us: 0,
-        healed_us: 0,
-        sides: vec![Side::Majority; 3],
-        election: None,
-        removed: Vec::new(),
-        clock_offsets: Vec::new(),
+        voters: vec![(0, 3)],
+        ..Trace::default()
     }
 }
 
