@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Kind, Resource};
 use crate::quota::{QuotaReply, QuotaSync};
+use crate::state::StateImage;
 
 /// One entry's payload in the Raft log.
 ///
@@ -36,6 +37,9 @@ pub enum Op {
     Batch(Vec<Op>),
     /// One node's quota grants, returns and usage for a tick (never inside a batch).
     QuotaSync(QuotaSync),
+    /// Replaces the whole state with a backup's (never inside a batch): one entry, so every
+    /// node switches at the same index. Added last, so older entries decode unchanged.
+    Restore(StateImage),
 }
 
 impl Command {
@@ -136,6 +140,8 @@ pub enum ApplyError {
     NotInitialized,
     #[error("quota sync refused: {0}")]
     QuotaSync(String),
+    #[error("restore refused: {0}")]
+    Restore(String),
 }
 
 impl ApplyError {
@@ -152,6 +158,7 @@ impl ApplyError {
             ApplyError::AlreadyInitialized => "already_initialized",
             ApplyError::NotInitialized => "not_initialized",
             ApplyError::QuotaSync(_) => "quota_sync_refused",
+            ApplyError::Restore(_) => "invalid_backup",
         }
     }
 }

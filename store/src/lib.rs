@@ -4,6 +4,7 @@
 // openraft's storage traits fix the error type; it is large but not ours to shrink.
 #![allow(clippy::result_large_err)]
 
+pub mod backup;
 pub mod codec;
 pub mod command;
 pub mod config;

@@ -312,6 +312,38 @@ impl Ledger {
         self.nodes.insert(r.node, r);
     }
 
+    /// The ledger after a restore of `backup` (see docs/backup.md, "Quota counters").
+    ///
+    /// Safety needs every unit a node holds to be counted as granted. Nodes hold units
+    /// of the live ledger, so a live counter is kept whenever its policy survives the
+    /// restore with the same counting (`keep_live`); otherwise it is dropped, exactly as a
+    /// policy delete or re-scoping drops it, and nodes start fresh buckets. Counters only
+    /// the backup has are added for policies the restored state has (`exists`): their
+    /// grants are held by no process, which strands units (under-admits), never adds any.
+    /// Dedup records stay the live nodes'.
+    pub fn restored(
+        &self,
+        backup: &LedgerImage,
+        keep_live: impl Fn(&str) -> bool,
+        exists: impl Fn(&str) -> bool,
+    ) -> Ledger {
+        let mut out = Ledger {
+            nodes: self.nodes.clone(),
+            ..Ledger::default()
+        };
+        for c in self.counters.values() {
+            if keep_live(&c.id.policy) {
+                out.load_counter(c.clone());
+            }
+        }
+        for c in &backup.counters {
+            if exists(&c.id.policy) && !out.counters.contains_key(&c.id) {
+                out.load_counter(c.clone());
+            }
+        }
+        out
+    }
+
     pub fn to_image(&self) -> LedgerImage {
         LedgerImage {
             counters: self.counters.values().cloned().collect(),

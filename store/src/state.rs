@@ -40,6 +40,8 @@ pub enum Change {
     Resource(Kind, String),
     /// Quota bookkeeping: not configuration, so it does not move the revision.
     Ledger(LedgerChange),
+    /// Everything: the state was replaced by a restore; storage rewrites all of it.
+    All,
 }
 
 /// All replicated configuration.
@@ -119,6 +121,15 @@ impl State {
         changes: &mut Vec<Change>,
     ) -> Result<Applied, ApplyError> {
         let mut touched = Vec::new();
+        if let Op::Restore(image) = &cmd.op {
+            self.restore(revision, image)?;
+            changes.push(Change::All);
+            return Ok(Applied {
+                revision,
+                changed: Vec::new(),
+                quota: None,
+            });
+        }
         if let Op::QuotaSync(sync) = &cmd.op {
             let mut ledger_changes = Vec::new();
             let tables = &self.tables;
@@ -155,7 +166,7 @@ impl State {
             .iter()
             .filter_map(|c| match c {
                 Change::Resource(k, id) => Some((*k, id.clone())),
-                Change::Cluster | Change::Ledger(_) => None,
+                Change::Cluster | Change::Ledger(_) | Change::All => None,
             })
             .collect();
         if touched.iter().any(|c| !matches!(c, Change::Ledger(_))) {
@@ -230,6 +241,11 @@ impl State {
             Op::QuotaSync(_) => {
                 return Err(ApplyError::QuotaSync(
                     "a quota sync cannot be part of a batch".into(),
+                ))
+            }
+            Op::Restore(_) => {
+                return Err(ApplyError::Restore(
+                    "a restore cannot be part of a batch".into(),
                 ))
             }
         }
@@ -377,5 +393,6 @@ fn quota_counters_change(old: &Resource, new: &Resource) -> bool {
 }
 
 mod integrity;
+mod restore;
 #[cfg(test)]
 mod tests;

@@ -169,35 +169,7 @@ impl StateMachineStore {
         let state = State::from_image(image);
         let sm = cf(&self.db, CF_SM);
         let mut batch = WriteBatch::default();
-        for prefix in [RESOURCE_PREFIX, LEDGER_PREFIX] {
-            let mut end = prefix.to_vec();
-            end.push(0xff);
-            batch.delete_range_cf(sm, prefix, &end);
-        }
-        for counter in state.ledger().counters() {
-            batch.put_cf(
-                sm,
-                counter_key(&counter.id)?,
-                codec::encode(counter).map_err(sm_err)?,
-            );
-        }
-        for record in state.ledger().to_image().nodes {
-            batch.put_cf(
-                sm,
-                sync_key(record.node),
-                codec::encode(&record).map_err(sm_err)?,
-            );
-        }
-        for kind in Kind::ALL {
-            for stored in state.list(kind) {
-                batch.put_cf(
-                    sm,
-                    resource_key(kind, stored.resource.id()),
-                    codec::encode(stored).map_err(sm_err)?,
-                );
-            }
-        }
-        batch.put_cf(sm, KEY_META, codec::encode(&state.meta()).map_err(sm_err)?);
+        put_all(&self.db, &mut batch, &state)?;
         let applied = (meta.last_log_id, meta.last_membership.clone());
         batch.put_cf(sm, KEY_APPLIED, codec::encode(&applied).map_err(sm_err)?);
         let stored = StoredSnapshot {
@@ -216,6 +188,42 @@ impl StateMachineStore {
         self.publish();
         Ok(())
     }
+}
+
+/// Adds to `batch` the rewrite of the whole state: every resource and ledger key removed,
+/// then the current ones and the meta written (snapshot install, restore).
+fn put_all(db: &DB, batch: &mut WriteBatch, state: &State) -> Result<(), StorageError> {
+    let sm = cf(db, CF_SM);
+    for prefix in [RESOURCE_PREFIX, LEDGER_PREFIX] {
+        let mut end = prefix.to_vec();
+        end.push(0xff);
+        batch.delete_range_cf(sm, prefix, &end);
+    }
+    for counter in state.ledger().counters() {
+        batch.put_cf(
+            sm,
+            counter_key(&counter.id)?,
+            codec::encode(counter).map_err(sm_err)?,
+        );
+    }
+    for record in state.ledger().to_image().nodes {
+        batch.put_cf(
+            sm,
+            sync_key(record.node),
+            codec::encode(&record).map_err(sm_err)?,
+        );
+    }
+    for kind in Kind::ALL {
+        for stored in state.list(kind) {
+            batch.put_cf(
+                sm,
+                resource_key(kind, stored.resource.id()),
+                codec::encode(stored).map_err(sm_err)?,
+            );
+        }
+    }
+    batch.put_cf(sm, KEY_META, codec::encode(&state.meta()).map_err(sm_err)?);
+    Ok(())
 }
 
 /// Builds a snapshot from a copy of the state taken when openraft asked for a builder.
@@ -297,10 +305,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         changes.sort();
         changes.dedup();
         let mut config_changed = false;
+        if changes.contains(&Change::All) {
+            // A restore: rewrite everything as of the end of this batch of entries.
+            put_all(&self.db, &mut batch, &self.state)?;
+            changes.clear();
+        }
         for change in &changes {
             match change {
                 // Written below with the revision.
-                Change::Cluster => config_changed = true,
+                Change::Cluster | Change::All => config_changed = true,
                 Change::Ledger(LedgerChange::Counter(id)) => {
                     match self.state.ledger().counter(id) {
                         Some(c) => {

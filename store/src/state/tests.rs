@@ -3,6 +3,7 @@ use crate::codec;
 use crate::command::Command;
 
 mod quotas;
+mod restore;
 mod services;
 
 fn cmd(op: Op) -> Command {
