@@ -180,7 +180,7 @@ impl NodeProcess {
         })
         .await
         .map_err(|e| proc.explain(e))?;
-        let client = AdminClient::with_http(&proc.info.admin_url, http_client());
+        let client = AdminClient::with_http(&proc.info.admin_url, health_client(spec)?);
         let what = format!(
             "node {} at {} to answer GET /healthz with 200",
             spec.node_id, proc.info.admin_url
@@ -288,6 +288,32 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.kill9();
     }
+}
+
+/// The client that waits for `/healthz`: it trusts the node's `RAFTGATE_TLS_CA` when
+/// the spec sets one (the admin port then serves HTTPS with a certificate from that CA).
+fn health_client(spec: &NodeSpec) -> Result<reqwest::Client> {
+    let Some((_, ca)) = spec.env.iter().find(|(k, _)| k == "RAFTGATE_TLS_CA") else {
+        return Ok(http_client());
+    };
+    let pem = std::fs::read(ca).map_err(|e| ChaosError::io(format!("reading {ca}"), e))?;
+    let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+        ChaosError::io(
+            format!("parsing {ca}"),
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(2))
+        .add_root_certificate(cert)
+        .build()
+        .map_err(|e| {
+            ChaosError::io(
+                "building an HTTPS client",
+                std::io::Error::other(e.to_string()),
+            )
+        })
 }
 
 fn open_log(path: &Path) -> Result<File> {

@@ -103,6 +103,24 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Generate a cluster CA and node certificates for mutual TLS (docs/security.md).
+    Certs(CertsArgs),
+    /// Save a consistent backup of the replicated state to a file (admin token).
+    Backup {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The backup file to write (atomically: temporary file, fsync, rename).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Replace the cluster's replicated state with a backup file (admin token).
+    Restore {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The backup file made by `raftgate backup`.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +184,9 @@ pub struct ClientArgs {
     /// Admin bearer token.
     #[arg(long, env = "RAFTGATE_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+    /// CA certificate (PEM) to trust for an https:// --server, e.g. the cluster's ca.pem.
+    #[arg(long, env = "RAFTGATE_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +235,21 @@ pub struct ServeArgs {
     /// Token used by --join.
     #[arg(long, env = "RAFTGATE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Cluster CA (PEM) for mutual TLS between nodes; with --tls-cert and --tls-key.
+    #[arg(long, env = "RAFTGATE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM), signed by the cluster CA.
+    #[arg(long, env = "RAFTGATE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "RAFTGATE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Shared cluster secret required to add members; --join presents it.
+    #[arg(long, env = "RAFTGATE_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// Start a one-node cluster if the data dir has none (admin token to DATA_DIR/admin-token).
+    #[arg(long, env = "RAFTGATE_BOOTSTRAP")]
+    pub bootstrap: bool,
 }
 
 impl ServeArgs {
@@ -250,9 +286,40 @@ impl ServeArgs {
         if self.secret_key_file.is_some() {
             c.secret_key_file = self.secret_key_file.clone();
         }
+        for (field, flag) in [
+            (&mut c.tls_ca, &self.tls_ca),
+            (&mut c.tls_cert, &self.tls_cert),
+            (&mut c.tls_key, &self.tls_key),
+        ] {
+            if flag.is_some() {
+                field.clone_from(flag);
+            }
+        }
+        if self.join_token.is_some() {
+            c.join_token = self.join_token.clone();
+        }
+        c.bootstrap |= self.bootstrap;
         c.validate()?;
         Ok(c)
     }
+}
+
+/// `raftgate certs`: see `crate::certs`.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Directory for ca.pem, ca-key.pem and NAME.pem / NAME-key.pem. An existing
+    /// ca.pem + ca-key.pem there is reused, so nodes can be added or re-issued later.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A node certificate: NAME=HOST[,HOST...] (DNS names or IPs it is reached by).
+    #[arg(long = "node", value_name = "NAME=HOSTS")]
+    pub nodes: Vec<String>,
+    /// Validity of node certificates, in days.
+    #[arg(long, default_value_t = 825)]
+    pub days: u32,
+    /// Overwrite existing node files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -37,16 +37,30 @@ struct Client {
 
 impl Client {
     fn new(args: &ClientArgs) -> Result<Client, CliError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| usage(e.to_string()))?;
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(path) = &args.ca_cert {
+            let pem = std::fs::read(path)
+                .map_err(|e| usage(format!("--ca-cert {}: {e}", path.display())))?;
+            let ca = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| usage(format!("--ca-cert {}: {e}", path.display())))?;
+            builder = builder.add_root_certificate(ca);
+        }
+        let http = builder.build().map_err(|e| usage(e.to_string()))?;
         Ok(Client {
             http,
             server: args.server.trim_end_matches('/').to_string(),
             token: args.token.clone(),
         })
+    }
+
+    fn target(&self) -> crate::backup::Target<'_> {
+        crate::backup::Target {
+            http: &self.http,
+            server: &self.server,
+            token: self.token.as_deref(),
+        }
     }
 
     async fn call(
@@ -238,7 +252,17 @@ pub async fn run(command: Command) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Serve(_) | Command::Dev(_) => Err(usage("not a client command")),
+        Command::Backup { client, out } => {
+            let c = Client::new(&client)?;
+            crate::backup::save(c.target(), &out).await
+        }
+        Command::Restore { client, from } => {
+            let c = Client::new(&client)?;
+            crate::backup::restore(c.target(), &from).await
+        }
+        Command::Serve(_) | Command::Dev(_) | Command::Certs(_) => {
+            Err(usage("not a client command"))
+        }
     }
 }
 

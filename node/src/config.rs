@@ -37,7 +37,25 @@ pub struct NodeConfig {
     /// enter the Raft log: 64 hex characters, base64, or raw. Every node of a cluster needs
     /// the same key. `RAFTGATE_SECRET_KEY` may give the key itself instead.
     pub secret_key_file: Option<PathBuf>,
+    /// Cluster CA (PEM). With `tls_cert` and `tls_key` (all three or none): the Raft port
+    /// speaks mutual TLS only, the admin port HTTPS, and node-to-node admin calls trust
+    /// only this CA. See docs/security.md.
+    pub tls_ca: Option<PathBuf>,
+    /// This node's certificate chain (PEM), signed by `tls_ca`, with SANs for its
+    /// advertised host.
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Shared cluster secret. When set, this node adds members only for callers that
+    /// present it (an admin token alone is not enough), and `--join` presents it.
+    pub join_token: Option<String>,
+    /// On start, make a data dir without a cluster a one-node cluster and write the first
+    /// admin token to `DATA_DIR/admin-token` (0600). Does nothing once a cluster exists.
+    pub bootstrap: bool,
 }
+
+/// Shortest accepted join token: it guards membership, so it must not be guessable.
+pub const MIN_JOIN_TOKEN_LEN: usize = 16;
 
 impl Default for NodeConfig {
     fn default() -> NodeConfig {
@@ -54,6 +72,11 @@ impl Default for NodeConfig {
             snapshot_logs: 5000,
             log_level: "info".into(),
             secret_key_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            join_token: None,
+            bootstrap: false,
         }
     }
 }
@@ -131,7 +154,72 @@ impl NodeConfig {
         {
             return Err(bad("secret_key_file", "must not be empty when set"));
         }
+        self.validate_security()
+    }
+
+    /// TLS files all-or-none, join token strength, bootstrap xor join.
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        let tls = [
+            ("tls_ca", &self.tls_ca),
+            ("tls_cert", &self.tls_cert),
+            ("tls_key", &self.tls_key),
+        ];
+        let set: Vec<&str> = tls
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        if !set.is_empty() && set.len() < tls.len() {
+            let missing: Vec<&str> = tls
+                .iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| *k)
+                .collect();
+            return Err(bad(
+                missing[0],
+                format!(
+                    "tls_ca, tls_cert and tls_key must be set together: {} set, {} missing",
+                    set.join(", "),
+                    missing.join(", ")
+                ),
+            ));
+        }
+        if let Some((key, _)) = tls
+            .iter()
+            .find(|(_, v)| v.as_ref().is_some_and(|p| p.as_os_str().is_empty()))
+        {
+            return Err(bad(key, "must not be empty when set"));
+        }
+        if let Some(t) = &self.join_token {
+            if t.trim().len() < MIN_JOIN_TOKEN_LEN {
+                return Err(bad(
+                    "join_token",
+                    format!("must be at least {MIN_JOIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 32`)"),
+                ));
+            }
+        }
+        if self.bootstrap && self.join.is_some() {
+            return Err(bad(
+                "bootstrap",
+                "bootstrap (start a new cluster) and join (enter an existing one) exclude each other; set one",
+            ));
+        }
+        if let (Some(_), Some(j)) = (&self.tls_ca, &self.join) {
+            if j.starts_with("http://") {
+                return Err(bad(
+                    "join",
+                    format!(
+                        "'{j}': with TLS configured, admin ports serve HTTPS; use an https:// URL"
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// True when inter-node traffic uses mutual TLS (all three `tls_*` keys set).
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_ca.is_some() && self.tls_cert.is_some() && self.tls_key.is_some()
     }
 
     /// The host peers should dial for a listener bound to `bound`.
@@ -207,5 +295,46 @@ mod tests {
             ..NodeConfig::default()
         };
         assert_eq!(c.validate().expect_err("bad").key, "node_id");
+    }
+
+    #[test]
+    fn security_settings_are_checked() {
+        let partial = NodeConfig {
+            tls_ca: Some("/etc/raftgate/ca.pem".into()),
+            tls_cert: Some("/etc/raftgate/node.pem".into()),
+            ..NodeConfig::default()
+        };
+        let err = partial.validate().expect_err("partial TLS");
+        assert_eq!(err.key, "tls_key", "{err}");
+        assert!(err.message.contains("together"), "{err}");
+        let both = NodeConfig {
+            bootstrap: true,
+            join: Some("https://10.0.0.1:9080".into()),
+            ..NodeConfig::default()
+        };
+        assert_eq!(
+            both.validate().expect_err("bootstrap+join").key,
+            "bootstrap"
+        );
+        let short = NodeConfig {
+            join_token: Some("short".into()),
+            ..NodeConfig::default()
+        };
+        assert_eq!(short.validate().expect_err("short token").key, "join_token");
+        let plain_join = NodeConfig {
+            tls_ca: Some("ca.pem".into()),
+            tls_cert: Some("n.pem".into()),
+            tls_key: Some("n-key.pem".into()),
+            join: Some("http://10.0.0.1:9080".into()),
+            ..NodeConfig::default()
+        };
+        assert_eq!(plain_join.validate().expect_err("http join").key, "join");
+        let ok = NodeConfig {
+            join: Some("https://10.0.0.1:9080".into()),
+            join_token: Some("0123456789abcdef0123".into()),
+            ..plain_join
+        };
+        ok.validate().expect("full TLS with https join");
+        assert!(ok.tls_enabled());
     }
 }

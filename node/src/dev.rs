@@ -45,6 +45,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         secret_key_file: Some(secret_key),
         https_addr: None,
         access_log: None,
+        ..NodeConfig::default()
     };
     cfg.validate()?;
     let echo = TcpListener::bind(&args.echo_addr)

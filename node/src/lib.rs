@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod backup;
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -54,6 +54,13 @@ fn main() {
             init_tracing("warn,raftgate_node=info");
             report(runtime().block_on(dev::run(args)))
         }
+        Command::Certs(args) => match raftgate_node::certs::run(&args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {}", e.message);
+                e.code
+            }
+        },
         other => match runtime().block_on(client::run(other)) {
             Ok(()) => 0,
             Err(e) => {

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, AppState};
+use crate::certs::NodeTls;
 use crate::config::{ConfigError, NodeConfig};
 use crate::metrics::Metrics;
 use crate::secrets::SecretBox;
@@ -79,6 +80,10 @@ async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
 pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
     check_identity(&cfg.data_dir, cfg.node_id)?;
     let secrets = SecretBox::from_config(cfg)?.map(Arc::new);
+    let tls = NodeTls::load(cfg)?;
+    if tls.is_none() && cfg.join_token.is_some() {
+        tracing::warn!("join_token is set without TLS: it crosses the network in clear text (see docs/security.md)");
+    }
     let admin_l = bind("admin_addr", &cfg.admin_addr).await?;
     let http_l = bind("http_addr", &cfg.http_addr).await?;
     let https_l = match &cfg.https_addr {
@@ -93,13 +98,19 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
         raft_l.local_addr()?,
     );
     let host = |a: &SocketAddr| cfg.advertised_host(a);
+    let admin_scheme = if tls.is_some() { "https" } else { "http" };
     let me = Node {
         raft_addr: format!("{}:{}", host(&raft_addr), raft_addr.port()),
-        admin_url: format!("http://{}:{}", host(&admin_addr), admin_addr.port()),
+        admin_url: format!(
+            "{admin_scheme}://{}:{}",
+            host(&admin_addr),
+            admin_addr.port()
+        ),
         http_addr: format!("{}:{}", host(&http_addr), http_addr.port()),
     };
     let settings = RaftSettings {
         snapshot_logs_since_last: cfg.snapshot_logs,
+        tls: tls.as_ref().map(|t| t.peer.clone()),
         ..RaftSettings::default()
     };
     let (raft, config) = RaftNode::start(cfg.node_id, me.clone(), &cfg.data_dir, settings)
@@ -107,16 +118,18 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot start Raft with data dir {}", cfg.data_dir.display()))?;
 
     let metrics = Arc::new(Metrics::new());
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(90))
-        .build()
-        .context("HTTP client")?;
+    let mut http = reqwest::Client::builder().timeout(Duration::from_secs(90));
+    if let Some(t) = &tls {
+        http = t.admin_client(http)?;
+    }
+    let http = http.build().context("HTTP client")?;
     let state = AppState {
         raft: raft.clone(),
         config,
         metrics: metrics.clone(),
         http,
         secrets,
+        join_token: cfg.join_token.as_deref().map(|t| Arc::from(t.trim())),
     };
     let (stop, stopped) = watch::channel(false);
     let until = |mut rx: watch::Receiver<bool>| async move {
@@ -133,7 +146,11 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
     }));
     let app = admin::router(state.clone());
     let s = until(stopped.clone());
+    let admin_tls = tls.as_ref().map(|t| t.admin.clone());
     tasks.push(tokio::spawn(async move {
+        if let Some(config) = admin_tls {
+            return serve_admin_tls(admin_l, app, config, s).await;
+        }
         let serve = axum::serve(
             admin_l,
             app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -195,6 +212,104 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
     })
 }
 
+/// The admin API over HTTPS: one task per connection, the handshake inside it (bounded),
+/// so a slow client never holds up the accept loop.
+async fn serve_admin_tls(
+    listener: TcpListener,
+    app: axum::Router,
+    config: Arc<rustls::ServerConfig>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut stop => return,
+            c = listener.accept() => match c {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin: accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    return tracing::debug!(%peer, error = %e, "admin: TLS handshake failed")
+                }
+                Err(_) => return tracing::debug!(%peer, "admin: TLS handshake timed out"),
+            };
+            let svc = hyper_util::service::TowerToHyperService::new(app);
+            let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = conn
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "admin: connection ended with an error");
+            }
+        });
+    }
+}
+
+/// `bootstrap = true`: a data dir without a cluster becomes a one-node cluster, and the
+/// first admin token goes to `DATA_DIR/admin-token` (mode 0600; the path is logged, the
+/// token never). A data dir that already holds a cluster is left alone.
+pub async fn bootstrap(state: &AppState, data_dir: &Path) -> anyhow::Result<()> {
+    let has_cluster = state.config.load().state.cluster().is_some()
+        || state
+            .raft
+            .raft()
+            .is_initialized()
+            .await
+            .context("bootstrap: reading Raft state")?;
+    if has_cluster {
+        tracing::info!("bootstrap: the data dir already holds a cluster; nothing to do");
+        return Ok(());
+    }
+    let path = data_dir.join("admin-token");
+    // Prove the token can be written before the cluster exists: afterwards it is too late.
+    let tmp = path.with_extension("tmp");
+    write_private(&tmp, "")
+        .with_context(|| format!("bootstrap: cannot write {}", tmp.display()))?;
+    let (cluster_id, token) = admin::cluster::init_cluster(state)
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap: {} ({})", e.message, e.code))?;
+    write_private(
+        &tmp,
+        &format!(
+            "{token}
+"
+        ),
+    )
+    .and_then(|()| std::fs::rename(&tmp, &path))
+    .with_context(|| format!("bootstrap: cannot write {}", path.display()))?;
+    tracing::info!(%cluster_id, path = %path.display(), "bootstrap: new cluster; first admin token written");
+    Ok(())
+}
+
+/// Creates or truncates `path` with mode 0600 and writes `contents` durably.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // A file left by an earlier run keeps its mode; force it.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
 /// Counts snapshots for `/metrics` by watching the snapshot log id move.
 async fn watch_snapshots(raft: RaftNode, metrics: Arc<Metrics>) {
     let mut rx = raft.metrics();
@@ -218,20 +333,21 @@ pub async fn join_on_first_start(
     token: Option<String>,
     learner: bool,
 ) -> anyhow::Result<()> {
-    let Some(token) = token else {
+    if token.is_none() && state.join_token.is_none() {
         anyhow::bail!(
-            "--join needs an admin token of the cluster to join (--token or RAFTGATE_TOKEN)"
+            "--join needs the cluster's join token (--join-token or RAFTGATE_JOIN_TOKEN) or an admin token (--token or RAFTGATE_TOKEN)"
         );
-    };
+    }
+    let token = token.as_deref();
     let member = state.config.load().state.cluster().is_some();
     let mut pause = Duration::from_millis(500);
     loop {
         let attempt = if member {
-            admin::cluster::check_same_cluster(&state, via.trim_end_matches('/'), &token)
+            admin::cluster::check_same_cluster(&state, via.trim_end_matches('/'), token)
                 .await
                 .map(|_| ())
         } else {
-            admin::cluster::join_cluster(&state, &via, &token, learner)
+            admin::cluster::join_cluster(&state, &via, token, learner)
                 .await
                 .map(|_| ())
         };
@@ -243,7 +359,7 @@ pub async fn join_on_first_start(
                 return Ok(());
             }
             Ok(()) => return Ok(()),
-            Err(e) if e.status.is_client_error() => {
+            Err(e) if e.status.is_client_error() || e.code == "tls_error" => {
                 anyhow::bail!(
                     "cannot join the cluster at {via}: {} ({})",
                     e.message,
@@ -278,6 +394,12 @@ impl Running {
 /// `raftgate serve`: runs until SIGINT or SIGTERM.
 pub async fn serve(cfg: NodeConfig, token: Option<String>) -> anyhow::Result<()> {
     let running = start(&cfg).await?;
+    if cfg.bootstrap {
+        if let Err(e) = bootstrap(&running.state, &cfg.data_dir).await {
+            running.shutdown().await;
+            return Err(e);
+        }
+    }
     let join = async {
         match cfg.join.clone() {
             Some(via) => join_on_first_start(running.state.clone(), via, token, false).await,

@@ -12,9 +12,11 @@ mod peers;
 mod server;
 mod settings;
 mod status;
+pub mod tls;
 
 pub use error::{RaftGateError, StartError};
 pub use node::RaftNode;
 pub use raftgate_store::{Node, NodeId, TypeConfig};
 pub use settings::RaftSettings;
 pub use status::{ClusterStatus, MemberStatus};
+pub use tls::{PeerTls, ProbeError, ProbedPeer};

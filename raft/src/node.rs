@@ -18,6 +18,7 @@ use crate::network::NetworkFactory;
 use crate::peers::Peers;
 use crate::server;
 use crate::settings::RaftSettings;
+use crate::tls::{ProbeError, ProbedPeer};
 use crate::{Node, NodeId, TypeConfig};
 
 /// A running Raft member. Cheap to clone; all clones drive the same node.
@@ -65,7 +66,7 @@ impl RaftNode {
     ) -> Result<RaftNode, StartError> {
         cfg.validate().map_err(StartError::Settings)?;
         let raft_config = Arc::new(cfg.openraft_config().map_err(StartError::Settings)?);
-        let peers = Peers::new(cfg.connect_timeout());
+        let peers = Peers::with_tls(cfg.connect_timeout(), cfg.tls.as_ref());
         let network = NetworkFactory {
             peers: peers.clone(),
             id,
@@ -140,10 +141,28 @@ impl RaftNode {
             }
         };
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        server::builder()
+        let mut builder = server::builder();
+        if let Some(tls) = &self.inner.settings.tls {
+            builder = builder.tls_config(tls.server_config())?;
+        }
+        builder
             .add_routes(self.grpc_routes())
             .serve_with_incoming_shutdown(incoming, signal)
             .await
+    }
+
+    /// True when the Raft port and outgoing RPCs use mutual TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.inner.settings.tls.is_some()
+    }
+
+    /// Dials `raft_addr` the way Raft will (mutual TLS when configured) on a fresh
+    /// connection and asks who it is. Run before adding a member, so a node whose
+    /// certificate the cluster does not trust (or that does not trust ours) is refused
+    /// up front instead of becoming a member nobody can talk to.
+    pub async fn probe_peer(&self, raft_addr: &str) -> Result<ProbedPeer, ProbeError> {
+        let timeout = self.inner.settings.connect_timeout() + Duration::from_secs(3);
+        self.inner.peers.probe(raft_addr, timeout).await
     }
 
     /// Bootstraps a new one-node cluster with this node as its only voter.

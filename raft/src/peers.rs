@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use raftgate_proto::cluster_service_client::ClusterServiceClient;
 use raftgate_proto::raft_service_client::RaftServiceClient;
-use raftgate_proto::MAX_MESSAGE_BYTES;
-use tonic::transport::{Channel, Endpoint};
+use raftgate_proto::{NodeStatusRequest, MAX_MESSAGE_BYTES};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
 use crate::error::{CallError, RaftGateError};
+use crate::tls::{error_chain, is_tls_failure, PeerTls, ProbeError, ProbedPeer};
 use crate::NodeId;
 
 /// Channel cache keyed by `host:port`.
@@ -22,13 +23,88 @@ use crate::NodeId;
 pub(crate) struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     connect_timeout: Duration,
+    /// Mutual TLS for every peer connection; plain h2c when `None`.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl Peers {
+    #[cfg(test)]
     pub(crate) fn new(connect_timeout: Duration) -> Peers {
+        Peers::with_tls(connect_timeout, None)
+    }
+
+    pub(crate) fn with_tls(connect_timeout: Duration, tls: Option<&PeerTls>) -> Peers {
         Peers {
             channels: Arc::default(),
             connect_timeout,
+            tls: tls.map(PeerTls::client_config),
+        }
+    }
+
+    /// The endpoint for `addr` (`host:port`, or a URI): https with our TLS config when
+    /// TLS is on, else http.
+    fn endpoint(&self, addr: &str) -> Result<Endpoint, RaftGateError> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("{scheme}://{addr}")
+        };
+        let mut endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| RaftGateError::Invalid(format!("bad peer address '{addr}': {e}")))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            // Detect a silently dead peer (crash without FIN, partition) on idle connections.
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .keep_alive_while_idle(true);
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| {
+                RaftGateError::Invalid(format!("TLS for peer address '{addr}': {e}"))
+            })?;
+        }
+        Ok(endpoint)
+    }
+
+    /// Connects to `addr` on a fresh connection (not the cache) and asks for its status,
+    /// all within `timeout`. With TLS this proves both sides accept each other's
+    /// certificates.
+    pub(crate) async fn probe(
+        &self,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<ProbedPeer, ProbeError> {
+        let endpoint = self.endpoint(addr).map_err(|e| ProbeError::Invalid {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
+        let failed = |err: &(dyn std::error::Error + 'static)| {
+            let (addr, reason) = (addr.to_string(), error_chain(err));
+            if is_tls_failure(err) {
+                ProbeError::Tls { addr, reason }
+            } else {
+                ProbeError::Unreachable { addr, reason }
+            }
+        };
+        let call = async {
+            let channel = endpoint.connect().await.map_err(|e| failed(&e))?;
+            let mut client = ClusterServiceClient::new(channel);
+            let reply = client
+                .node_status(NodeStatusRequest {})
+                .await
+                .map_err(|s| failed(&s))?
+                .into_inner();
+            Ok(ProbedPeer {
+                id: reply.id,
+                cluster_id: reply.cluster_id,
+            })
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Ok(res) => res,
+            Err(_) => Err(ProbeError::Unreachable {
+                addr: addr.to_string(),
+                reason: format!("no answer within {timeout:?}"),
+            }),
         }
     }
 
@@ -41,20 +117,7 @@ impl Peers {
         if let Some(ch) = channels.get(addr) {
             return Ok(ch.clone());
         }
-        let uri = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        let endpoint = Endpoint::from_shared(uri)
-            .map_err(|e| RaftGateError::Invalid(format!("bad peer address '{addr}': {e}")))?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            // Detect a silently dead peer (crash without FIN, partition) on idle connections.
-            .http2_keep_alive_interval(Duration::from_secs(5))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true);
-        let ch = endpoint.connect_lazy();
+        let ch = self.endpoint(addr)?.connect_lazy();
         channels.insert(addr.to_string(), ch.clone());
         Ok(ch)
     }

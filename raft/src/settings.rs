@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::tls::PeerTls;
+
 /// Raft timing, snapshot and timeout settings of one node (the `[raft]` config section).
 ///
 /// Durations are milliseconds so they read naturally in TOML. Call
@@ -35,6 +37,10 @@ pub struct RaftSettings {
     pub status_timeout_ms: u64,
     /// A learner this many entries or fewer behind the leader is promoted to voter.
     pub catch_up_lag: u64,
+    /// Mutual TLS on the Raft port, in and out; plain h2c when `None`. Not part of the
+    /// `[raft]` TOML section: the node loads it from its `tls_*` keys.
+    #[serde(skip)]
+    pub tls: Option<PeerTls>,
 }
 
 impl Default for RaftSettings {
@@ -52,6 +58,7 @@ impl Default for RaftSettings {
             membership_timeout_ms: 60_000,
             status_timeout_ms: 500,
             catch_up_lag: 100,
+            tls: None,
         }
     }
 }

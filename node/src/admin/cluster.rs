@@ -29,6 +29,15 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
 
 /// Bootstraps a one-node cluster on a fresh node and returns the first admin token.
 pub async fn init(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let (cluster_id, token) = init_cluster(&state).await?;
+    Ok(Json(
+        json!({"cluster_id": cluster_id, "node_id": state.raft.id(), "admin_token": token}),
+    ))
+}
+
+/// `cluster init` and `bootstrap = true`: initializes Raft with this node alone, commits
+/// the cluster identity and returns `(cluster_id, first admin token)`.
+pub async fn init_cluster(state: &AppState) -> Result<(String, String), ApiError> {
     if state.config.load().state.cluster().is_some() {
         return Err(ApplyError::AlreadyInitialized.into());
     }
@@ -51,9 +60,43 @@ pub async fn init(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     state.wait_applied(applied.revision).await;
     let token = auth::mint(&secret, "admin", Role::Admin, None, INIT_TOKEN_TTL_SECS)?;
     tracing::info!(%cluster_id, "cluster initialized");
-    Ok(Json(
-        json!({"cluster_id": cluster_id, "node_id": state.raft.id(), "admin_token": token}),
-    ))
+    Ok((cluster_id, token))
+}
+
+/// Header that carries the cluster's join token on join calls.
+pub const JOIN_TOKEN_HEADER: &str = "x-raftgate-join-token";
+
+/// Equality that takes the same time wherever the inputs differ (SHA-256 first, so the
+/// length of the expected token does not leak either).
+fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
+/// The rule for adding members: when this node has a join token, the caller must
+/// present it in [`JOIN_TOKEN_HEADER`] (an admin token is neither needed nor enough);
+/// without one, an admin bearer token is required, as before.
+pub fn authorize_join(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.join_token.as_deref() else {
+        return state.authenticate(headers)?.require_admin();
+    };
+    match headers.get(JOIN_TOKEN_HEADER).map(|v| v.to_str()) {
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "join_token_required",
+            format!("this cluster adds members only with its join token: set join_token (RAFTGATE_JOIN_TOKEN) on the joining node; it is sent in the {JOIN_TOKEN_HEADER} header"),
+        )),
+        Some(Ok(given)) if same_secret(given.trim(), expected) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_join_token",
+            "the join token does not match this cluster's join_token",
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -72,15 +115,16 @@ pub async fn join(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let req: JoinRequest = parse(body)?;
-    let token = auth::bearer(headers.get(axum::http::header::AUTHORIZATION))
-        .ok_or_else(|| {
-            ApiError::unauthorized("missing `Authorization: Bearer <token>` of the cluster to join")
-        })?
-        .to_string();
+    let token = auth::bearer(headers.get(axum::http::header::AUTHORIZATION)).map(str::to_string);
+    if token.is_none() && state.join_token.is_none() {
+        return Err(ApiError::unauthorized(
+            "missing `Authorization: Bearer <token>` of the cluster to join (or configure this node's join_token)",
+        ));
+    }
     if state.config.load().state.cluster().is_some() {
         state.authenticate(&headers)?.require_admin()?;
     }
-    let joined = join_cluster(&state, &req.via, &token, req.learner).await?;
+    let joined = join_cluster(&state, &req.via, token.as_deref(), req.learner).await?;
     Ok(Json(joined))
 }
 
@@ -89,7 +133,7 @@ pub async fn join(
 pub async fn check_same_cluster(
     state: &AppState,
     via: &str,
-    token: &str,
+    token: Option<&str>,
 ) -> Result<String, ApiError> {
     let remote = call(
         state,
@@ -133,7 +177,7 @@ pub async fn check_same_cluster(
 pub async fn join_cluster(
     state: &AppState,
     via: &str,
-    token: &str,
+    token: Option<&str>,
     learner: bool,
 ) -> Result<Value, ApiError> {
     let via = via.trim_end_matches('/');
@@ -158,24 +202,41 @@ pub async fn join_cluster(
     Ok(json!({"cluster_id": theirs, "node_id": state.raft.id(), "voter": !learner}))
 }
 
-/// Calls another node's admin API, relaying its JSON errors and naming it when unreachable.
+/// Calls another node's admin API with the admin token and/or this node's join token,
+/// relaying its JSON errors and naming it when unreachable. A TLS failure is reported
+/// as `tls_error`: retrying cannot fix a certificate the other side refuses.
 async fn call(
     state: &AppState,
     method: reqwest::Method,
     url: &str,
-    token: &str,
+    token: Option<&str>,
     body: Option<Value>,
 ) -> Result<Value, ApiError> {
-    let mut req = state.http.request(method, url).bearer_auth(token);
+    let mut req = state.http.request(method, url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(j) = &state.join_token {
+        req = req.header(JOIN_TOKEN_HEADER, j.as_ref());
+    }
     if let Some(b) = body {
         req = req.json(&b);
     }
     let resp = req.send().await.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "unreachable",
-            format!("cannot reach {url}: {e}"),
-        )
+        let reason = raftgate_raft::tls::error_chain(&e);
+        if raftgate_raft::tls::is_tls_failure(&e) {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "tls_error",
+                format!("TLS with {url} failed: {reason}; both nodes need certificates from the same cluster CA (tls_ca), and the URL's host must be a SAN of its certificate"),
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "unreachable",
+                format!("cannot reach {url}: {reason}"),
+            )
+        }
     })?;
     let status = resp.status();
     let value: Value = resp.json().await.unwrap_or(Value::Null);
@@ -186,6 +247,10 @@ async fn call(
         Some("unauthorized") => "unauthorized",
         Some("forbidden") => "forbidden",
         Some("conflict") => "conflict",
+        Some("join_token_required") => "join_token_required",
+        Some("invalid_join_token") => "invalid_join_token",
+        Some("untrusted_peer") => "untrusted_peer",
+        Some("cluster_mismatch") => "cluster_mismatch",
         _ => "remote_error",
     };
     let message = value["error"]["message"]
@@ -214,7 +279,7 @@ pub async fn add_member(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    state.authenticate(&headers)?.require_admin()?;
+    authorize_join(&state, &headers)?;
     let req: MemberRequest = parse(body)?;
     if req.node_id == 0 || req.raft_addr.is_empty() || !req.admin_url.starts_with("http") {
         return Err(ApiError::bad_request(
@@ -227,12 +292,63 @@ pub async fn add_member(
         admin_url: req.admin_url,
         http_addr: req.http_addr,
     };
+    if state.raft.tls_enabled() {
+        probe_new_member(&state, req.node_id, &node.raft_addr).await?;
+    }
     if req.learner {
         state.raft.add_learner(req.node_id, node).await?;
     } else {
         state.raft.add_member(req.node_id, node).await?;
     }
     Ok(Json(json!({"node_id": req.node_id, "voter": !req.learner})))
+}
+
+/// Before a member is added under TLS: its raft address must complete mutual TLS with
+/// us and answer as `id`, not as a member of another cluster. Refusing here leaves no
+/// half-added member behind that nobody can replicate to.
+async fn probe_new_member(state: &AppState, id: NodeId, raft_addr: &str) -> Result<(), ApiError> {
+    let peer = match state.raft.probe_peer(raft_addr).await {
+        Ok(peer) => peer,
+        Err(e @ raftgate_raft::ProbeError::Tls { .. }) => {
+            tracing::warn!(node_id = id, %raft_addr, error = %e, "refused a member: TLS");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "untrusted_peer",
+                format!("node {id}: {e}"),
+            ));
+        }
+        Err(e @ raftgate_raft::ProbeError::Invalid { .. }) => {
+            return Err(ApiError::bad_request("invalid_request", e.to_string()))
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "unreachable",
+                format!("node {id}: {e}"),
+            ))
+        }
+    };
+    if peer.id != id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("{raft_addr} answers as node {}, not node {id}", peer.id),
+        ));
+    }
+    let ours = state
+        .config
+        .load()
+        .state
+        .cluster()
+        .map(|c| c.cluster_id.clone());
+    match (peer.cluster_id, ours) {
+        (Some(theirs), Some(ours)) if theirs != ours => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cluster_mismatch",
+            format!("node {id} belongs to cluster {theirs}, not {ours}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 pub async fn remove_member(
@@ -263,6 +379,20 @@ pub async fn status(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    let has_bearer = headers.contains_key(axum::http::header::AUTHORIZATION);
+    if !has_bearer && headers.contains_key(JOIN_TOKEN_HEADER) && state.join_token.is_some() {
+        // A joining node learns the cluster id with the join token, and nothing more.
+        authorize_join(&state, &headers)?;
+        let cluster_id = state
+            .config
+            .load()
+            .state
+            .cluster()
+            .map(|c| c.cluster_id.clone());
+        return Ok(Json(
+            json!({"cluster_id": cluster_id, "node_id": state.raft.id()}),
+        ));
+    }
     state.authenticate(&headers)?;
     let s = state.raft.status().await;
     let nodes: Vec<Value> = s

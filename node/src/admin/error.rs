@@ -52,7 +52,7 @@ impl IntoResponse for ApiError {
 impl From<ApplyError> for ApiError {
     fn from(e: ApplyError) -> ApiError {
         let status = match &e {
-            ApplyError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ApplyError::Invalid { .. } | ApplyError::Restore(_) => StatusCode::BAD_REQUEST,
             ApplyError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApplyError::AlreadyExists { .. }
             | ApplyError::InUse { .. }

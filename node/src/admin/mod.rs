@@ -2,6 +2,7 @@
 //! admin port. Handlers live in submodules; this file holds the shared state and routes.
 
 pub mod auth;
+pub mod backup;
 pub mod cluster;
 pub mod error;
 pub mod openapi;
@@ -40,6 +41,9 @@ pub struct AppState {
     /// Encrypts secrets (certificate keys) before they are proposed; `None` when the node
     /// has no secret key configured, and then such writes are refused.
     pub secrets: Option<Arc<SecretBox>>,
+    /// The cluster's join token (`join_token`): when set, adding a member needs it, and
+    /// this node presents it when it joins. See `cluster::authorize_join`.
+    pub join_token: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -82,6 +86,11 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(cluster::remove_member),
         )
         .route("/tokens", post(cluster::create_token))
+        .route("/backup", get(backup::save))
+        .route(
+            "/restore",
+            post(backup::restore).layer(DefaultBodyLimit::max(backup::MAX_RESTORE_BODY)),
+        )
         .route("/usage", get(usage::usage))
         .route("/openapi.json", get(openapi::document))
         .route("/consumers/{id}/keys", post(resources::create_key))

@@ -206,6 +206,16 @@ pub fn build() -> OpenApi {
         ("/admin/v1/cluster/members", HttpMethod::Post, "Add a node"),
         ("/admin/v1/tokens", HttpMethod::Post, "Mint an admin token"),
         (
+            "/admin/v1/backup",
+            HttpMethod::Get,
+            "Consistent backup of the replicated state (admin; binary file, docs/backup.md)",
+        ),
+        (
+            "/admin/v1/restore",
+            HttpMethod::Post,
+            "Replace the replicated state with a backup file (admin; one Raft entry)",
+        ),
+        (
             "/admin/v1/usage",
             HttpMethod::Get,
             "Cluster-wide quota usage; filters: policy, api_key, consumer, tenant, route, service, model, window=current|previous|all, consistent",
