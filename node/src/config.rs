@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// Everything `raftgate serve` needs to run a node.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// Everything `raftgate serve` needs to run a node. `Debug` redacts the join token.
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// This node's id; unique in the cluster and fixed for the life of the data dir.
@@ -52,6 +52,34 @@ pub struct NodeConfig {
     /// On start, make a data dir without a cluster a one-node cluster and write the first
     /// admin token to `DATA_DIR/admin-token` (0600). Does nothing once a cluster exists.
     pub bootstrap: bool,
+}
+
+impl std::fmt::Debug for NodeConfig {
+    /// Every field but the join token's value, so logging a config never leaks it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("node_id", &self.node_id)
+            .field("data_dir", &self.data_dir)
+            .field("http_addr", &self.http_addr)
+            .field("https_addr", &self.https_addr)
+            .field("access_log", &self.access_log)
+            .field("admin_addr", &self.admin_addr)
+            .field("raft_addr", &self.raft_addr)
+            .field("advertise_host", &self.advertise_host)
+            .field("join", &self.join)
+            .field("snapshot_logs", &self.snapshot_logs)
+            .field("log_level", &self.log_level)
+            .field("secret_key_file", &self.secret_key_file)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field(
+                "join_token",
+                &self.join_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("bootstrap", &self.bootstrap)
+            .finish()
+    }
 }
 
 /// Shortest accepted join token: it guards membership, so it must not be guessable.
@@ -336,5 +364,16 @@ mod tests {
         };
         ok.validate().expect("full TLS with https join");
         assert!(ok.tls_enabled());
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_join_token() {
+        let c = NodeConfig {
+            join_token: Some("0123456789abcdef-xyzzy".into()),
+            ..NodeConfig::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("xyzzy"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 }
