@@ -32,3 +32,25 @@ if [ ! -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libfaketime >/dev/null
 fi
+
+# scripts/deploy-test.sh: systemd-analyze, debootstrap (a rootfs to run the units under
+# systemd in a container), HAProxy (config check, and the load balancer's CI image),
+# nginx with its stream module (config check), jq, and kubernetes-validate (manifest
+# schemas, bundled with it) in the venv.
+deploy_apt=()
+command -v systemd-analyze >/dev/null 2>&1 || deploy_apt+=(systemd)
+command -v haproxy >/dev/null 2>&1 || deploy_apt+=(haproxy)
+command -v nginx >/dev/null 2>&1 || deploy_apt+=(nginx-light)
+[ -e /etc/nginx/modules-enabled/50-mod-stream.conf ] || deploy_apt+=(libnginx-mod-stream)
+command -v jq >/dev/null 2>&1 || deploy_apt+=(jq)
+command -v debootstrap >/dev/null 2>&1 || deploy_apt+=(debootstrap)
+if [ ${#deploy_apt[@]} -gt 0 ]; then
+  echo "test-deps: installing ${deploy_apt[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${deploy_apt[@]}" >/dev/null
+fi
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  echo "test-deps: installing kubernetes-validate (PyPI) into $venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check 'kubernetes-validate>=1.30'
+fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README and CI): formatting, lints, then every test —
 # unit tests, openraft's storage suite, multi-process cluster tests on loopback — and
-# the chaos suite's reduced sets (chaos-tests/README.md) on processes and containers.
+# the chaos suite's reduced sets (chaos-tests/README.md) on processes and containers, and
+# the deployment artifacts (scripts/deploy-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -21,6 +22,9 @@ chaos="$CARGO_TARGET_DIR/debug/raftgate-chaos"
 "$chaos" run --backend process --scenarios ci --seed 1 --report "$CARGO_TARGET_DIR/chaos-report/process"
 if command -v docker >/dev/null 2>&1; then
   "$chaos" run --backend docker --scenarios ci-docker --seed 1 --report "$CARGO_TARGET_DIR/chaos-report/docker"
+  # deploy/: systemd units, Kubernetes manifests, load balancer configs and the
+  # docker-compose cluster behind HAProxy, for real (scripts/deploy-test.sh).
+  scripts/deploy-test.sh
 else
-  echo "test: docker is not installed: the chaos suite's Docker set did not run" >&2
+  echo "test: docker is not installed: the chaos suite's Docker set and scripts/deploy-test.sh did not run" >&2
 fi

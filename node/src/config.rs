@@ -300,9 +300,9 @@ mod tests {
     #[test]
     fn shipped_examples_are_valid() {
         for (n, text) in [
-            (1, include_str!("../../deploy/examples/node1.toml")),
-            (2, include_str!("../../deploy/examples/node2.toml")),
-            (3, include_str!("../../deploy/examples/node3.toml")),
+            (1, include_str!("../../deploy/config/node1.toml")),
+            (2, include_str!("../../deploy/config/node2.toml")),
+            (3, include_str!("../../deploy/config/node3.toml")),
         ] {
             let c: NodeConfig = toml::from_str(text).expect("example parses");
             c.validate().expect("example valid");
