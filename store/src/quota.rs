@@ -6,7 +6,8 @@
 //! to it, so the cluster never admits more than the limit — whatever nodes crash, pause,
 //! retry or lose their answers. A lost or duplicated grant can only strand units
 //! (under-admission), never create them. Dedup by (node, epoch, serial) keeps retries
-//! from stranding units too.
+//! from stranding units too; epochs only grow per node, so a late sync of a process that
+//! has since restarted is refused.
 
 use std::collections::BTreeMap;
 
@@ -112,6 +113,12 @@ pub enum SyncError {
     Stale {
         last: u64,
     },
+    /// An epoch older than the node's last applied one: a sync of a process that has
+    /// since restarted, delivered late. Its hand-backs would free units the new process
+    /// may hold, so it is refused whole.
+    OldEpoch {
+        last_epoch: u64,
+    },
     Invalid(String),
 }
 
@@ -167,6 +174,12 @@ impl Ledger {
         changes: &mut Vec<LedgerChange>,
     ) -> Result<QuotaReply, SyncError> {
         if let Some(last) = self.nodes.get(&sync.node) {
+            // Epochs only grow: each process of a node picks one above the last recorded.
+            if sync.epoch < last.epoch {
+                return Err(SyncError::OldEpoch {
+                    last_epoch: last.epoch,
+                });
+            }
             if last.epoch == sync.epoch {
                 if last.serial == sync.serial {
                     return Ok(last.reply.clone());

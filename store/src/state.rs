@@ -145,6 +145,10 @@ impl State {
                         "serial {} of node {} is older than its last applied serial {last}",
                         sync.serial, sync.node
                     )),
+                    SyncError::OldEpoch { last_epoch } => ApplyError::QuotaSync(format!(
+                        "epoch {} of node {} is older than its last applied epoch {last_epoch}",
+                        sync.epoch, sync.node
+                    )),
                     SyncError::Invalid(m) => ApplyError::QuotaSync(m),
                 })?;
             changes.extend(ledger_changes.into_iter().map(Change::Ledger));

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use raftgate_raft::RaftNode;
 use raftgate_store::quota::{QuotaReply, QuotaSync, Units};
 use raftgate_store::{Command, Op};
 use tokio::sync::watch;
@@ -36,13 +37,31 @@ struct Batch {
     ask_buckets: Vec<Arc<Bucket>>,
 }
 
+/// An epoch for this process's syncs above every one this node used before: the
+/// ledger refuses syncs of older epochs (late deliveries from a dead process). The
+/// wall clock in microseconds orders restarts; the node's last recorded epoch (from its
+/// replica) covers a clock that went back, and `floor` a refusal.
+fn next_epoch(raft: &RaftNode, floor: u64) -> u64 {
+    let recorded = raft
+        .config()
+        .load()
+        .state
+        .ledger()
+        .last_sync(raft.id())
+        .map_or(0, |r| r.epoch.saturating_add(1));
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    now_us.max(recorded).max(floor)
+}
+
 impl Quotas {
     /// Runs until `stop` flips. Does nothing on a node-less engine.
     pub async fn run(self: Arc<Quotas>, mut stop: watch::Receiver<bool>) {
         let Some(raft) = self.raft.clone() else {
             return;
         };
-        let epoch: u64 = rand::random();
+        let mut epoch = next_epoch(&raft, 0);
         let mut serial = 0u64;
         let mut pending: Option<Batch> = None;
         let mut last_tick = Instant::now();
@@ -84,9 +103,13 @@ impl Quotas {
                         self.apply_reply(&batch, &reply, unix_ms());
                     }
                     Err(e) => {
-                        // Refused whole (stale or malformed): nothing was granted.
+                        // Refused whole (stale or malformed): nothing was granted. A
+                        // new epoch, in case ours is older than one the ledger recorded
+                        // (a clock stepped back across a restart).
                         self.metrics.sync(false);
                         tracing::warn!(error = %e, "quota sync refused");
+                        epoch = next_epoch(&raft, epoch.saturating_add(1));
+                        serial = 0;
                         // Waiting calls ask again with the next sync.
                         for b in &batch.ask_buckets {
                             b.granted.notify_waiters();

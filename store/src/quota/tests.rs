@@ -123,6 +123,35 @@ fn a_repeated_serial_gets_the_same_reply_and_changes_nothing() {
 }
 
 #[test]
+fn a_late_sync_of_an_earlier_epoch_is_refused_and_frees_nothing() {
+    // Found by the property test below: a hand-back sent by a process that then crashed,
+    // delivered after its successor took units, would free units the successor holds.
+    let mut f = Fixture::new(&[policy("q", 1, QuotaMode::Strict)]);
+    let c = counter("q", "", 0, 60_000);
+    let mut old_take = sync(1, 1, 1, &[(&c, 1)]);
+    old_take.epoch = 7;
+    f.apply(&old_take, 1).unwrap();
+    let mut old_return = sync(1, 2, 1, &[]);
+    old_return.epoch = 7;
+    old_return.returns.push(Units {
+        counter: c.clone(),
+        units: 1,
+    });
+    f.apply(&old_return, 2).unwrap();
+    // The successor (epoch 8) takes the one unit.
+    let mut new_take = sync(1, 1, 1, &[(&c, 1)]);
+    new_take.epoch = 8;
+    assert_eq!(f.apply(&new_take, 3).unwrap().grants[0].units, 1);
+    let before = f.ledger.clone();
+    assert_eq!(
+        f.apply(&old_return, 4),
+        Err(SyncError::OldEpoch { last_epoch: 8 })
+    );
+    assert_eq!(f.ledger, before);
+    assert_eq!(f.ledger.counter(&c).unwrap().total_granted(), 1);
+}
+
+#[test]
 fn returns_usage_and_policies_that_do_not_grant() {
     let mut f = Fixture::new(&[
         policy("q", 10, QuotaMode::Strict),
@@ -366,8 +395,8 @@ proptest! {
                         let before = f.ledger.clone();
                         let last = f.ledger.last_sync(node as u64).cloned();
                         let _ = f.apply(&m, at);
-                        // Only a first delivery may change anything.
-                        if last.is_some_and(|l| l.epoch == m.epoch && l.serial >= m.serial) {
+                        // Only a first delivery of the current epoch may change anything.
+                        if last.is_some_and(|l| l.epoch > m.epoch || (l.epoch == m.epoch && l.serial >= m.serial)) {
                             prop_assert_eq!(&f.ledger, &before);
                         }
                     }
