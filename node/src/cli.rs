@@ -96,6 +96,36 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Search call logs of every node, newest first (filters combine).
+    Logs {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        consumer: Option<String>,
+        #[arg(long)]
+        route: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        /// Status class: 2xx, 3xx, 4xx or 5xx.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only calls at least this slow, in ms.
+        #[arg(long)]
+        min_latency_ms: Option<u64>,
+        /// Only calls of the last DURATION: e.g. 30s, 15m, 2h, 7d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Records per page (1..=1000; the server's default is 100).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Continue after a previous page (its `next_cursor`).
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Admin tokens.
     Token {
         #[command(flatten)]
@@ -250,6 +280,15 @@ pub struct ServeArgs {
     /// Start a one-node cluster if the data dir has none (admin token to DATA_DIR/admin-token).
     #[arg(long, env = "RAFTGATE_BOOTSTRAP")]
     pub bootstrap: bool,
+    /// Node-local call log on (true, default) or off.
+    #[arg(long, env = "RAFTGATE_CALL_LOG")]
+    pub call_log: Option<bool>,
+    /// Delete call log records older than this many seconds (default 7 days).
+    #[arg(long, env = "RAFTGATE_CALL_LOG_MAX_AGE_SECS")]
+    pub call_log_max_age_secs: Option<u64>,
+    /// Keep at most this many bytes of call log records (default 1 GiB).
+    #[arg(long, env = "RAFTGATE_CALL_LOG_MAX_BYTES")]
+    pub call_log_max_bytes: Option<u64>,
 }
 
 impl ServeArgs {
@@ -269,7 +308,10 @@ impl ServeArgs {
             admin_addr,
             raft_addr,
             snapshot_logs,
-            log_level
+            log_level,
+            call_log,
+            call_log_max_age_secs,
+            call_log_max_bytes
         );
         if self.advertise_host.is_some() {
             c.advertise_host = self.advertise_host.clone();

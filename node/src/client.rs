@@ -252,6 +252,59 @@ pub async fn run(command: Command) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Logs {
+            client,
+            tenant,
+            consumer,
+            route,
+            model,
+            status,
+            min_latency_ms,
+            since,
+            limit,
+            cursor,
+            json,
+        } => {
+            let mut q = Vec::new();
+            if let Some(s) = since {
+                let back = parse_duration_ms(&s).ok_or_else(|| {
+                    usage(format!(
+                        "--since {s:?}: expected a duration like 30s, 15m, 2h or 7d"
+                    ))
+                })?;
+                q.push(format!(
+                    "from_ms={}",
+                    crate::proxy::unix_ms().saturating_sub(back)
+                ));
+            }
+            for (k, v) in [
+                ("tenant", tenant),
+                ("consumer", consumer),
+                ("route", route),
+                ("model", model),
+                ("status_class", status),
+                ("min_latency_ms", min_latency_ms.map(|n| n.to_string())),
+                ("limit", limit.map(|n| n.to_string())),
+                ("cursor", cursor),
+            ] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={}", encode(&v)));
+                }
+            }
+            let v = Client::new(&client)?
+                .call(
+                    Method::GET,
+                    &format!("/admin/v1/logs?{}", q.join("&")),
+                    None,
+                )
+                .await?;
+            if json {
+                print(&v);
+            } else {
+                print_logs(&v);
+            }
+            Ok(())
+        }
         Command::Backup { client, out } => {
             let c = Client::new(&client)?;
             crate::backup::save(c.target(), &out).await
@@ -366,6 +419,75 @@ fn print_usage(v: &Value) {
     }
 }
 
+/// `30s`, `15m`, `2h`, `7d` (or plain seconds) in ms.
+fn parse_duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    let per = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(per)
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmm` (UTC) of a Unix time in µs.
+fn utc(us: u64) -> String {
+    let secs = i64::try_from(us / 1_000_000).unwrap_or(i64::MAX);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            us % 1_000_000 / 1000
+        ),
+        Err(_) => us.to_string(),
+    }
+}
+
+fn print_logs(v: &Value) {
+    println!(
+        "{:<23} {:>4} {:>6} {:>9} {:<16} {:<12} {:<14} {:<16} PATH",
+        "TIME (UTC)", "NODE", "STATUS", "MS", "ROUTE", "TENANT", "CONSUMER", "MODEL"
+    );
+    let s = |x: &Value| x.as_str().unwrap_or("-").to_string();
+    for it in v["items"].as_array().into_iter().flatten() {
+        println!(
+            "{:<23} {:>4} {:>6} {:>9.1} {:<16} {:<12} {:<14} {:<16} {} {}",
+            utc(it["time_us"].as_u64().unwrap_or(0)),
+            it["node_id"],
+            it["status"],
+            it["latency_us"].as_u64().unwrap_or(0) as f64 / 1000.0,
+            s(&it["route"]),
+            s(&it["tenant"]),
+            s(&it["consumer"]),
+            s(&it["model"]),
+            s(&it["method"]),
+            s(&it["path"]),
+        );
+    }
+    if v["partial"].as_bool().unwrap_or(false) {
+        eprintln!(
+            "partial answer: nodes {} did not answer in time",
+            v["missing_nodes"]
+        );
+    }
+    if let Some(c) = v["next_cursor"].as_str() {
+        eprintln!("more: --cursor {c}");
+    }
+}
+
 fn print_status(v: &Value) {
     println!(
         "cluster {}  leader {}  term {}",
@@ -394,5 +516,21 @@ fn print_status(v: &Value) {
             n["raft_addr"].as_str().unwrap_or("-"),
             n["admin_url"].as_str().unwrap_or("-"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times() {
+        assert_eq!(parse_duration_ms("15m"), Some(900_000));
+        assert_eq!(parse_duration_ms("30"), Some(30_000));
+        assert_eq!(parse_duration_ms("7d"), Some(604_800_000));
+        assert_eq!(parse_duration_ms("2x"), None);
+        assert_eq!(parse_duration_ms("m"), None);
+        assert_eq!(parse_duration_ms("99999999999999999d"), None);
+        assert_eq!(utc(1_700_000_000_123_456), "2023-11-14 22:13:20.123");
     }
 }

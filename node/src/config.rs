@@ -52,6 +52,12 @@ pub struct NodeConfig {
     /// On start, make a data dir without a cluster a one-node cluster and write the first
     /// admin token to `DATA_DIR/admin-token` (0600). Does nothing once a cluster exists.
     pub bootstrap: bool,
+    /// Keep one record per data-plane call in the node-local call log (docs/observability.md).
+    pub call_log: bool,
+    /// Call log records older than this are deleted.
+    pub call_log_max_age_secs: u64,
+    /// Call log size bound (records' bytes before compression); the oldest go first.
+    pub call_log_max_bytes: u64,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -78,9 +84,15 @@ impl std::fmt::Debug for NodeConfig {
                 &self.join_token.as_ref().map(|_| "<redacted>"),
             )
             .field("bootstrap", &self.bootstrap)
+            .field("call_log", &self.call_log)
+            .field("call_log_max_age_secs", &self.call_log_max_age_secs)
+            .field("call_log_max_bytes", &self.call_log_max_bytes)
             .finish()
     }
 }
+
+/// Smallest accepted `call_log_max_bytes`.
+pub const MIN_CALL_LOG_BYTES: u64 = 1 << 20;
 
 /// Shortest accepted join token: it guards membership, so it must not be guessable.
 pub const MIN_JOIN_TOKEN_LEN: usize = 16;
@@ -105,6 +117,9 @@ impl Default for NodeConfig {
             tls_key: None,
             join_token: None,
             bootstrap: false,
+            call_log: true,
+            call_log_max_age_secs: 7 * 24 * 3600,
+            call_log_max_bytes: 1 << 30,
         }
     }
 }
@@ -174,6 +189,18 @@ impl NodeConfig {
         }
         if self.snapshot_logs == 0 {
             return Err(bad("snapshot_logs", "must be positive"));
+        }
+        if self.call_log_max_age_secs == 0 || self.call_log_max_age_secs > u64::MAX / 1_000_000 {
+            return Err(bad(
+                "call_log_max_age_secs",
+                "must be a positive number of seconds",
+            ));
+        }
+        if self.call_log_max_bytes < MIN_CALL_LOG_BYTES {
+            return Err(bad(
+                "call_log_max_bytes",
+                format!("must be at least {MIN_CALL_LOG_BYTES} (1 MiB)"),
+            ));
         }
         if self
             .secret_key_file
@@ -323,6 +350,22 @@ mod tests {
             ..NodeConfig::default()
         };
         assert_eq!(c.validate().expect_err("bad").key, "node_id");
+        for c in [
+            NodeConfig {
+                call_log_max_age_secs: 0,
+                ..NodeConfig::default()
+            },
+            NodeConfig {
+                call_log_max_bytes: 1000,
+                ..NodeConfig::default()
+            },
+        ] {
+            assert!(c
+                .validate()
+                .expect_err("bad")
+                .key
+                .starts_with("call_log_max_"));
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod backup;
+pub mod calllog;
 pub mod certs;
 pub mod cli;
 pub mod client;

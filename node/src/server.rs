@@ -167,6 +167,23 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
         ),
         None => None,
     };
+    let call_log = if cfg.call_log {
+        let keep = raftgate_store::calllog::Retention {
+            max_age_us: cfg.call_log_max_age_secs.saturating_mul(1_000_000),
+            max_bytes: cfg.call_log_max_bytes,
+        };
+        let log = crate::calllog::CallLog::start(
+            raft.call_logs().clone(),
+            cfg.node_id,
+            keep,
+            metrics.registry(),
+        )
+        .context("starting the call log writer")?;
+        tasks.push(tokio::spawn(log.clone().stop_on(stopped.clone())));
+        Some(log)
+    } else {
+        None
+    };
     let quotas = crate::quota::Quotas::new(Some(raft.clone()), metrics.registry());
     tasks.push(tokio::spawn(quotas.clone().run(stopped.clone())));
     let llm = crate::llm::Llm::new(metrics.registry(), state.secrets.clone(), quotas.clone());
@@ -175,6 +192,7 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
         metrics.registry(),
         state.secrets.clone(),
         access_log,
+        call_log,
         quotas,
         llm,
     );

@@ -2,6 +2,7 @@
 //! changes, leader forwarding and linearizable reads.
 #![forbid(unsafe_code)]
 
+mod calllog;
 mod client;
 mod error;
 mod leader;
@@ -14,6 +15,7 @@ mod settings;
 mod status;
 pub mod tls;
 
+pub use calllog::CallLogSearch;
 pub use error::{RaftGateError, StartError};
 pub use node::RaftNode;
 pub use raftgate_store::{Node, NodeId, TypeConfig};

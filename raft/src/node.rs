@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::{Raft, RaftMetrics};
-use raftgate_store::{ConfigHandle, Storage};
+use raftgate_store::{CallLogStore, ConfigHandle, Storage};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::Routes;
@@ -34,6 +34,8 @@ pub(crate) struct Inner {
     pub(crate) config: ConfigHandle,
     pub(crate) peers: Peers,
     pub(crate) settings: RaftSettings,
+    /// This node's call log (node-local), served to peers by `QueryCallLogs`.
+    pub(crate) calllog: CallLogStore,
     /// Flipped by [`RaftNode::shutdown`] to stop the gRPC server too.
     stopped: watch::Sender<bool>,
 }
@@ -80,6 +82,7 @@ impl RaftNode {
             me,
             raft,
             config: storage.config,
+            calllog: storage.calllog,
             peers,
             settings: cfg,
             stopped,

@@ -9,8 +9,8 @@ use raftgate_proto::raft_reply::Result as ReplyResult;
 use raftgate_proto::raft_service_server::{RaftService, RaftServiceServer};
 use raftgate_proto::{
     AddMemberRequest, ForwardReply, ForwardRequest, MembershipReply, NodeStatusReply,
-    NodeStatusRequest, RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest,
-    RemoveMemberRequest, SnapshotChunk, MAX_MESSAGE_BYTES,
+    NodeStatusRequest, QueryCallLogsReply, QueryCallLogsRequest, RaftReply, RaftRequest,
+    ReadIndexReply, ReadIndexRequest, RemoveMemberRequest, SnapshotChunk, MAX_MESSAGE_BYTES,
 };
 use raftgate_store::codec;
 use raftgate_store::types::{SnapshotMeta, Vote};
@@ -215,6 +215,24 @@ impl ClusterService for ClusterSvc {
         _req: Request<NodeStatusRequest>,
     ) -> Result<Response<NodeStatusReply>, Status> {
         Ok(Response::new(self.node.local_status()))
+    }
+
+    async fn query_call_logs(
+        &self,
+        req: Request<QueryCallLogsRequest>,
+    ) -> Result<Response<QueryCallLogsReply>, Status> {
+        let q = decode(&req.get_ref().query, "CallQuery")?;
+        let reply = match self.node.query_call_logs_local(q).await {
+            Ok(page) => QueryCallLogsReply {
+                page: encode(&page)?,
+                error: Vec::new(),
+            },
+            Err(e) => QueryCallLogsReply {
+                page: Vec::new(),
+                error: wire_error(CallError::Failed(e))?,
+            },
+        };
+        Ok(Response::new(reply))
     }
 }
 

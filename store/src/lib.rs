@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod backup;
+pub mod calllog;
 pub mod codec;
 pub mod command;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod validate;
 
 use std::path::Path;
 
+pub use calllog::CallLogStore;
 pub use command::{Applied, ApplyError, Command, Op, Response};
 pub use config::{ConfigHandle, ConfigSnapshot};
 pub use db::{LocalStore, OpenError};
@@ -32,6 +34,8 @@ pub struct Storage {
     pub sm: StateMachineStore,
     pub config: ConfigHandle,
     pub local: LocalStore,
+    /// Node-local call logs (not replicated).
+    pub calllog: CallLogStore,
 }
 
 /// Opens (or creates) the node's RocksDB under `data_dir` and loads the state machine.
@@ -46,6 +50,7 @@ pub fn open(data_dir: &Path) -> Result<Storage, OpenError> {
         log: LogStore::new(db.clone()),
         sm,
         config,
-        local: LocalStore::new(db),
+        local: LocalStore::new(db.clone()),
+        calllog: CallLogStore::new(db),
     })
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod backup;
 pub mod cluster;
 pub mod error;
+pub mod logs;
 pub mod openapi;
 pub mod ops;
 pub mod resources;
@@ -92,6 +93,7 @@ pub fn router(state: AppState) -> Router {
             post(backup::restore).layer(DefaultBodyLimit::max(backup::MAX_RESTORE_BODY)),
         )
         .route("/usage", get(usage::usage))
+        .route("/logs", get(logs::search))
         .route("/openapi.json", get(openapi::document))
         .route("/consumers/{id}/keys", post(resources::create_key))
         .route("/subscriptions/{id}/approve", post(subscriptions::approve))

@@ -220,6 +220,11 @@ pub fn build() -> OpenApi {
             HttpMethod::Get,
             "Cluster-wide quota usage; filters: policy, api_key, consumer, tenant, route, service, model, window=current|previous|all, consistent",
         ),
+        (
+            "/admin/v1/logs",
+            HttpMethod::Get,
+            "Call logs of every node, merged newest first; filters: from_ms, to_ms, tenant, consumer, route, model, status_class=1xx..5xx, min_latency_ms, limit (1..=1000, default 100), cursor, timeout_ms; answers items, next_cursor, partial, missing_nodes, nodes (docs/observability.md)",
+        ),
     ] {
         paths.add_path_operation(
             path,

@@ -11,6 +11,7 @@ pub mod cache;
 mod catalog;
 mod embeddings;
 pub mod error;
+mod facts;
 pub mod guardrails;
 mod metrics;
 mod mock;
@@ -35,6 +36,7 @@ use serde_json::{json, Value};
 
 use self::cache::{CacheKey, ResponseCache};
 use self::error::{Flavor, LlmError};
+pub use self::facts::{Facts, LlmFacts};
 use self::guardrails::Guard;
 use self::providers::{Answer, AttemptError, Target};
 use self::routing::{Attempt, Cooldowns};
@@ -104,6 +106,8 @@ pub struct LlmTrace {
     pub model: String,
     /// `provider/upstream-model:outcome`, in order.
     pub attempts: Vec<String>,
+    /// Usage, timing and findings, for the call log.
+    pub facts: Arc<LlmFacts>,
 }
 
 impl LlmTrace {
@@ -152,6 +156,8 @@ struct Call {
     cache_key: Option<(CacheKey, Duration)>,
     /// Checks the answer against the deny-list.
     guard: Option<Arc<Guard>>,
+    /// Shared with the call's [`LlmTrace`].
+    facts: Arc<LlmFacts>,
 }
 
 impl Llm {
@@ -341,6 +347,7 @@ impl Llm {
             output_budget,
             cache_key: None,
             guard: None,
+            facts: Arc::default(),
         })
     }
 
@@ -356,9 +363,17 @@ impl Llm {
         route_guardrails: Option<&Guardrails>,
     ) -> Result<Response<ProxyBody>, LlmError> {
         let guard = guard_for(compiled, &who, route_guardrails);
+        let facts = Arc::new(LlmFacts::default());
         if let Some(g) = &guard {
             let verdict = g.check_prompt(&mut req);
-            self.judged(&model.id, "prompt", &verdict)?;
+            facts.found(&verdict);
+            self.judged(&model.id, "prompt", &verdict).map_err(|e| {
+                e.traced(LlmTrace {
+                    model: model.id.clone(),
+                    attempts: Vec::new(),
+                    facts: facts.clone(),
+                })
+            })?;
         }
         let stream = req.get("stream").and_then(Value::as_bool) == Some(true);
         let usage_wanted = req
@@ -377,10 +392,24 @@ impl Llm {
             .reserve(compiled, &who, model, estimated_input, estimated_output)
             .await?;
         call.guard = guard.map(Arc::new);
+        call.facts = facts;
         if let Some(c) = call.model.cache {
             let key = CacheKey::new(who.tenant.as_deref().unwrap_or(""), &call.model.id, &req);
             if let Some(hit) = self.cache.get(&key, Instant::now()) {
-                return Ok(self.cached(api, call, &hit, stream, usage_wanted, started));
+                call.facts.with(|f| f.cache_hit = true);
+                let trace = LlmTrace {
+                    model: call.model.id.clone(),
+                    attempts: Vec::new(),
+                    facts: call.facts.clone(),
+                };
+                return Ok(trace.attach(self.cached(
+                    api,
+                    call,
+                    &hit,
+                    stream,
+                    usage_wanted,
+                    started,
+                )));
             }
             call.headers
                 .insert(X_CACHE.clone(), HeaderValue::from_static("miss"));
@@ -409,6 +438,7 @@ impl Llm {
         let mut trace = LlmTrace {
             model: call.model.id.clone(),
             attempts: Vec::new(),
+            facts: call.facts.clone(),
         };
         for (i, attempt) in plan.iter().enumerate() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -600,10 +630,13 @@ impl Llm {
             output: 0,
             cached_input: 0,
         });
-        self.settle(&call.model, attempt, provider, call.permit, used);
+        let cost = self.settle(&call.model, attempt, provider, call.permit, used);
+        call.facts.used(&used, cost);
         if let Some(g) = call.guard.as_ref().filter(|g| g.checks_answers()) {
             let text = answer_text(&resp);
-            self.judged(&call.model.id, "answer", &g.check_answer(&text))?;
+            let verdict = g.check_answer(&text);
+            call.facts.found(&verdict);
+            self.judged(&call.model.id, "answer", &verdict)?;
         }
         self.metrics.finished(
             &call.model.id,
@@ -651,9 +684,11 @@ impl Llm {
         let permit = call.permit;
         let settle_metrics = metrics.clone();
         let (m2, p2) = (model_id.clone(), provider_id.clone());
+        let (facts, first_facts) = (call.facts.clone(), call.facts.clone());
         let finish = stream::Finish {
             settle: Box::new(move |used: Usage, _complete: bool| {
                 let cost = usage::cost_micros(&price, &used);
+                facts.used(&used, cost);
                 if let Some(p) = permit {
                     p.settle(|q| usage::units(q.metric, &used, cost));
                 }
@@ -664,7 +699,10 @@ impl Llm {
             output_budget: call.output_budget,
             idle,
             started,
-            on_first_chunk: Box::new(move |secs| metrics.first_token(&model_id, secs)),
+            on_first_chunk: Box::new(move |secs| {
+                first_facts.with(|f| f.ttft_us = Some((secs * 1e6) as u64));
+                metrics.first_token(&model_id, secs)
+            }),
             guard: call.guard.clone().filter(|g| g.checks_answers()),
             on_complete: call.cache_key.map(|(key, ttl)| {
                 let cache = self.cache.clone();
@@ -693,7 +731,7 @@ impl Llm {
         provider: &Provider,
         permit: Option<Permit>,
         used: Usage,
-    ) {
+    ) -> u64 {
         let price = usage::pricing(model, &attempt.deployment.model);
         let cost = usage::cost_micros(&price, &used);
         if let Some(p) = permit {
@@ -701,6 +739,7 @@ impl Llm {
         }
         self.metrics
             .usage(&model.id, &provider.id, used.input, used.output, cost);
+        cost
     }
 
     /// The provider's key in the clear (stored encrypted when the node has a secret key).

@@ -13,6 +13,8 @@ use hyper::body::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 
+use raftgate_store::calllog::CallRecord;
+
 use crate::proxy::compile::{RouteRt, UpstreamRt};
 use crate::proxy::target::TargetState;
 use crate::proxy::{BoxError, ProxyBody};
@@ -82,6 +84,9 @@ impl AccessLog {
     }
 }
 
+/// Longest request path kept in a call log record.
+const MAX_LOGGED_PATH: usize = 512;
+
 /// Facts about one request gathered on the way, finished when the body ends.
 pub struct Outcome {
     pub request_id: http::HeaderValue,
@@ -102,10 +107,14 @@ pub struct Outcome {
     /// An LLM call: its model and attempts.
     pub llm: Option<crate::llm::LlmTrace>,
     pub log: Option<AccessLog>,
+    /// The request's `Content-Length` (0 when streamed without one).
+    pub bytes_in: u64,
+    /// The node's call log (one record per call); `None` when off.
+    pub calls: Option<crate::calllog::CallLog>,
 }
 
 impl Outcome {
-    fn finish(self, bytes_out: u64, aborted: bool) {
+    fn finish(mut self, bytes_out: u64, aborted: bool) {
         if let Some(t) = &self.target {
             t.end();
         }
@@ -113,8 +122,55 @@ impl Outcome {
             r.metrics.count(self.status);
             r.metrics.duration.observe(self.headers_after.as_secs_f64());
         }
-        let Some(log) = &self.log else { return };
-        log.send(self.line(bytes_out, aborted));
+        if let Some(log) = &self.log {
+            log.send(self.line(bytes_out, aborted));
+        }
+        if let Some(calls) = self.calls.take() {
+            calls.send(self.record(calls.node_id, bytes_out, aborted));
+        }
+    }
+
+    /// The call log record; moves what it can out of `self` instead of copying.
+    fn record(self, node_id: u64, bytes_out: u64, aborted: bool) -> CallRecord {
+        let elapsed = self.started.elapsed();
+        let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let route = self.route.as_deref();
+        let mut path = self.uri.path();
+        if path.len() > MAX_LOGGED_PATH {
+            let mut cut = MAX_LOGGED_PATH;
+            while !path.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            path = &path[..cut];
+        }
+        let mut r = CallRecord {
+            time_us: now_us.saturating_sub(latency_us),
+            seq: 0,
+            node_id,
+            request_id: self.request_id.to_str().unwrap_or("-").to_string(),
+            method: self.method.as_str().to_string(),
+            path: path.to_string(),
+            route: route.map(|r| r.id.clone()),
+            service: route.and_then(|r| r.service.as_ref()).map(|s| s.id.clone()),
+            // The caller's tenant, else the route's (calls without a consumer).
+            tenant: self.tenant.or_else(|| route.and_then(|r| r.tenant.clone())),
+            consumer: self.consumer,
+            attempts: self.tries,
+            status: self.status,
+            latency_us,
+            bytes_in: self.bytes_in,
+            bytes_out,
+            error: self.error.map(str::to_string),
+            aborted,
+            ..CallRecord::default()
+        };
+        if let Some(t) = self.llm {
+            fill_llm(t, &mut r);
+        }
+        r
     }
 
     /// One JSON object, written field by field (no intermediate `serde_json::Value`).
@@ -173,6 +229,30 @@ impl Outcome {
         );
         l
     }
+}
+
+/// The LLM part of a call record, from the attempts `provider/model:outcome`: the
+/// attempt that answered gives provider and deployment; earlier ones are fallbacks.
+fn fill_llm(t: crate::llm::LlmTrace, r: &mut CallRecord) {
+    r.attempts = u32::try_from(t.attempts.len()).unwrap_or(u32::MAX);
+    let answered = t.attempts.iter().rposition(|a| a.ends_with(":ok"));
+    for (i, a) in t.attempts.iter().enumerate() {
+        let target = a.rsplit_once(':').map_or(a.as_str(), |(t, _)| t);
+        let (provider, model) = target.split_once('/').unwrap_or((target, ""));
+        match answered {
+            Some(k) if k == i => {
+                r.provider = Some(provider.to_string());
+                r.deployment = Some(model.to_string());
+            }
+            Some(k) if i > k => {}
+            _ => r.fallbacks.push(provider.to_string()),
+        }
+    }
+    let f = t.facts.get();
+    (r.tokens_in, r.tokens_out, r.cost_micros) = (f.tokens_in, f.tokens_out, f.cost_micros);
+    (r.ttft_us, r.cache_hit) = (f.ttft_us, f.cache_hit);
+    r.guardrails = f.guardrails.iter().map(|c| c.to_string()).collect();
+    r.model = Some(t.model);
 }
 
 fn json_str(out: &mut String, s: &str) {

@@ -195,6 +195,13 @@ pub async fn handle(
         error: None,
         llm: None,
         log: dp.access_log.clone(),
+        bytes_in: parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        calls: dp.call_log.clone(),
     };
     let mut extra = HeaderMap::new();
     let result = match crate::llm::Api::of(&parts.method, uri.path()) {

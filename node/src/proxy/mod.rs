@@ -53,6 +53,8 @@ pub struct DataPlane {
     secrets: Option<Arc<SecretBox>>,
     pub metrics: ProxyMetrics,
     pub access_log: Option<AccessLog>,
+    /// One record per call into the node-local call log (`crate::calllog`).
+    pub call_log: Option<crate::calllog::CallLog>,
     pub ids: RequestIds,
     pub quotas: Arc<Quotas>,
     pub llm: Arc<Llm>,
@@ -64,6 +66,7 @@ impl DataPlane {
         registry: &prometheus::Registry,
         secrets: Option<Arc<SecretBox>>,
         access_log: Option<AccessLog>,
+        call_log: Option<crate::calllog::CallLog>,
         quotas: Arc<Quotas>,
         llm: Arc<Llm>,
     ) -> Arc<DataPlane> {
@@ -74,6 +77,7 @@ impl DataPlane {
             secrets,
             metrics: ProxyMetrics::new(registry),
             access_log,
+            call_log,
             ids: RequestIds::new(),
             quotas,
             llm,

@@ -1,0 +1,263 @@
+//! The node's call log writer: data-plane calls hand a record to a bounded channel (a
+//! full channel drops and counts it, never blocks a request); one background thread
+//! stores them in batches, flushes the memtable every few seconds, and enforces
+//! retention by age and size. The store itself is `raftgate_store::calllog`.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus::{IntCounter, IntGauge, Registry};
+use raftgate_store::calllog::{CallRecord, Retention};
+use raftgate_store::CallLogStore;
+use tokio::sync::mpsc;
+
+/// Records waiting for the writer; beyond this, new records are dropped and counted.
+const QUEUE: usize = 16_384;
+/// Records per RocksDB batch at most.
+const BATCH: usize = 2_048;
+/// How often the memtable is flushed when records were written: bounds what a crash
+/// loses without a WAL.
+const FLUSH_EVERY: Duration = Duration::from_secs(5);
+/// How often retention runs.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+/// How long the writer sleeps when the queue is empty (polling: a parked receiver would
+/// make every request pay for waking the thread).
+const IDLE: Duration = Duration::from_millis(20);
+
+/// Handle the data plane sends records to. Cheap to clone.
+#[derive(Clone)]
+pub struct CallLog {
+    tx: mpsc::Sender<CallRecord>,
+    pub node_id: u64,
+    dropped: IntCounter,
+    stop: Arc<AtomicBool>,
+    /// Fires when the writer thread has stored and flushed everything and ended.
+    ended: Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>>,
+}
+
+struct WriterMetrics {
+    written: IntCounter,
+    trimmed: IntCounter,
+    bytes: IntGauge,
+    errors: IntCounter,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|_| unreachable!("static metric names"));
+    let _ = registry.register(Box::new(c.clone()));
+    c
+}
+
+impl CallLog {
+    /// Starts the writer thread for `store`.
+    pub fn start(
+        store: CallLogStore,
+        node_id: u64,
+        keep: Retention,
+        registry: &Registry,
+    ) -> std::io::Result<CallLog> {
+        let dropped = counter(
+            registry,
+            "raftgate_call_log_dropped_total",
+            "Call log records dropped because the writer queue was full",
+        );
+        let metrics = WriterMetrics {
+            written: counter(
+                registry,
+                "raftgate_call_log_written_total",
+                "Call log records stored",
+            ),
+            trimmed: counter(
+                registry,
+                "raftgate_call_log_trimmed_total",
+                "Call log records deleted by retention",
+            ),
+            errors: counter(
+                registry,
+                "raftgate_call_log_errors_total",
+                "Call log storage errors (records lost)",
+            ),
+            bytes: {
+                let g = IntGauge::new(
+                    "raftgate_call_log_bytes",
+                    "Bytes of stored call log records (before compression)",
+                )
+                .unwrap_or_else(|_| unreachable!("static metric names"));
+                let _ = registry.register(Box::new(g.clone()));
+                g
+            },
+        };
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let (done, ended) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("call-log".into())
+            .spawn(move || {
+                write_loop(store, rx, keep, metrics, &stopped);
+                let _ = done.send(());
+            })?;
+        Ok(CallLog {
+            tx,
+            node_id,
+            dropped,
+            stop,
+            ended: Arc::new(std::sync::Mutex::new(Some(ended))),
+        })
+    }
+
+    /// Queues `r`; drops it (and counts) when the writer is behind.
+    pub fn send(&self, r: CallRecord) {
+        if self.tx.try_send(r).is_err() {
+            self.dropped.inc();
+        }
+    }
+
+    /// When `stopped` flips: stops the writer once it stored and flushed what is
+    /// queued, and returns when it has (the node's shutdown bounds the wait).
+    pub async fn stop_on(self, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        let _ = stopped.wait_for(|s| *s).await;
+        self.stop.store(true, Relaxed);
+        let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(ended) = ended {
+            let _ = ended.await;
+        }
+    }
+}
+
+fn write_loop(
+    store: CallLogStore,
+    mut rx: mpsc::Receiver<CallRecord>,
+    keep: Retention,
+    m: WriterMetrics,
+    stop: &AtomicBool,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut dirty = false;
+    let mut flushed = Instant::now();
+    let mut trimmed = flushed.checked_sub(TRIM_EVERY).unwrap_or(flushed);
+    loop {
+        let closed = loop {
+            match rx.try_recv() {
+                Ok(r) => {
+                    batch.push(r);
+                    if batch.len() >= BATCH {
+                        break false;
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break false,
+                Err(mpsc::error::TryRecvError::Disconnected) => break true,
+            }
+        };
+        let had = batch.len();
+        if had > 0 {
+            match store.append(&mut batch) {
+                Ok(()) => m.written.inc_by(had as u64),
+                Err(e) => {
+                    m.errors.inc_by(had as u64);
+                    tracing::warn!(error = %e, records = had, "call log write failed");
+                }
+            }
+            batch.clear();
+            dirty = true;
+        }
+        let stopping = closed || stop.load(Relaxed);
+        if dirty && (stopping || flushed.elapsed() >= FLUSH_EVERY) {
+            if let Err(e) = store.flush() {
+                tracing::warn!(error = %e, "call log flush failed");
+            }
+            (dirty, flushed) = (false, Instant::now());
+        }
+        if trimmed.elapsed() >= TRIM_EVERY {
+            match store.trim(crate::proxy::unix_ms() * 1000, &keep) {
+                Ok(t) => m.trimmed.inc_by(t.records),
+                Err(e) => tracing::warn!(error = %e, "call log retention failed"),
+            }
+            m.bytes
+                .set(i64::try_from(store.bytes()).unwrap_or(i64::MAX));
+            trimmed = Instant::now();
+        }
+        if stopping && rx.is_empty() {
+            return;
+        }
+        if had < BATCH {
+            std::thread::sleep(IDLE);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftgate_store::calllog::{CallFilter, CallQuery, MAX_SCAN};
+
+    fn keep() -> Retention {
+        Retention {
+            max_age_us: u64::MAX,
+            max_bytes: u64::MAX,
+        }
+    }
+
+    #[tokio::test]
+    async fn stores_every_record_and_flushes_on_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = raftgate_store::open(dir.path()).unwrap();
+        let registry = Registry::new();
+        let log = CallLog::start(storage.calllog.clone(), 7, keep(), &registry).unwrap();
+        let now = crate::proxy::unix_ms() * 1000;
+        for i in 0..500u64 {
+            log.send(CallRecord {
+                time_us: now + i,
+                node_id: 7,
+                status: 200,
+                ..CallRecord::default()
+            });
+        }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let waiter = tokio::spawn(log.clone().stop_on(stopped));
+        stop.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(storage.calllog.count(), 500);
+        let q = CallQuery {
+            filter: CallFilter::default(),
+            limit: 10,
+            cursor: None,
+        };
+        let page = storage.calllog.query(7, &q, MAX_SCAN).unwrap();
+        assert_eq!(page.items[0].time_us, now + 499, "newest first");
+        assert_eq!(log.dropped.get(), 0);
+        let text = {
+            use prometheus::Encoder;
+            let mut out = Vec::new();
+            prometheus::TextEncoder::new()
+                .encode(&registry.gather(), &mut out)
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(
+            text.contains("raftgate_call_log_written_total 500"),
+            "{text}"
+        );
+        assert!(text.contains("raftgate_call_log_dropped_total 0"), "{text}");
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let (tx, _rx) = mpsc::channel(2);
+        let log = CallLog {
+            tx,
+            node_id: 1,
+            dropped: IntCounter::new("d", "d").unwrap(),
+            stop: Arc::default(),
+            ended: Arc::default(),
+        };
+        for _ in 0..5 {
+            log.send(CallRecord::default());
+        }
+        assert_eq!(log.dropped.get(), 3);
+    }
+}

@@ -1,0 +1,294 @@
+use std::collections::HashSet;
+
+use super::*;
+use crate::codec;
+
+fn open() -> (tempfile::TempDir, CallLogStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::db::open_db(dir.path()).unwrap();
+    (dir, CallLogStore::new(db))
+}
+
+fn rec(time_us: u64, node: u64, tenant: &str, status: u16, latency_us: u64) -> CallRecord {
+    CallRecord {
+        time_us,
+        node_id: node,
+        request_id: format!("req-{time_us}"),
+        method: "GET".into(),
+        path: "/x".into(),
+        route: Some(format!("r-{}", time_us % 3)),
+        tenant: Some(tenant.into()),
+        consumer: Some(format!("{tenant}-app")),
+        status,
+        latency_us,
+        ..CallRecord::default()
+    }
+}
+
+fn query(filter: CallFilter, limit: u32, cursor: Option<Pos>) -> CallQuery {
+    CallQuery {
+        filter,
+        limit,
+        cursor,
+    }
+}
+
+#[test]
+fn record_round_trips_through_the_codec() {
+    let r = CallRecord {
+        time_us: 1_700_000_000_123_456,
+        seq: 42,
+        node_id: 3,
+        request_id: "abc".into(),
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+        route: Some("r".into()),
+        service: Some("s".into()),
+        tenant: Some("t".into()),
+        consumer: Some("c".into()),
+        model: Some("gpt".into()),
+        provider: Some("openai".into()),
+        deployment: Some("gpt-4o".into()),
+        attempts: 2,
+        fallbacks: vec!["azure".into()],
+        status: 200,
+        latency_us: 1234,
+        ttft_us: Some(99),
+        tokens_in: Some(10),
+        tokens_out: Some(20),
+        cost_micros: Some(7),
+        cache_hit: true,
+        guardrails: vec!["pii.email".into()],
+        bytes_in: 100,
+        bytes_out: 200,
+        error: Some("upstream_timeout".into()),
+        aborted: true,
+    };
+    let bytes = codec::encode(&r).unwrap();
+    assert_eq!(codec::decode::<CallRecord>(&bytes).unwrap(), r);
+    assert!(codec::decode::<CallRecord>(&bytes[..bytes.len() - 1]).is_err());
+}
+
+#[test]
+fn cursors_round_trip_and_reject_garbage() {
+    let p = Pos {
+        time_us: 1_700_000_000_000_000,
+        node: 2,
+        seq: 77,
+    };
+    assert_eq!(Pos::from_cursor(&p.to_cursor()), Some(p));
+    for bad in ["", "x", "1-2", "1-2-3-4", "1--3", "zz-1-1", "-1-2-3"] {
+        assert_eq!(Pos::from_cursor(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn scans_newest_first_with_filters() {
+    let (_d, s) = open();
+    let mut rs: Vec<CallRecord> = (0..100u64)
+        .map(|i| {
+            let tenant = if i % 2 == 0 { "a" } else { "b" };
+            let status = [200, 404, 502][(i % 3) as usize];
+            // Pairs of records share a timestamp: the sequence keeps them apart.
+            rec(1_000 + i / 2, 1, tenant, status, i * 10)
+        })
+        .collect();
+    s.append(&mut rs).unwrap();
+    let all = s
+        .query(1, &query(CallFilter::default(), 1000, None), MAX_SCAN)
+        .unwrap();
+    assert_eq!(all.items.len(), 100);
+    assert_eq!(all.resume, None);
+    assert!(all.items.windows(2).all(|w| w[0].pos() > w[1].pos()));
+
+    let f = CallFilter {
+        tenant: Some("a".into()),
+        status_class: Some(5),
+        min_latency_us: Some(300),
+        ..CallFilter::default()
+    };
+    let got = s.query(1, &query(f.clone(), 1000, None), MAX_SCAN).unwrap();
+    let want = rs.iter().filter(|r| f.matches(r)).count();
+    assert!(want > 0);
+    assert_eq!(got.items.len(), want);
+    assert!(got
+        .items
+        .iter()
+        .all(|r| r.tenant.as_deref() == Some("a") && r.status == 502 && r.latency_us >= 300));
+
+    let window = CallFilter {
+        from_us: 1_010,
+        to_us: Some(1_020),
+        ..CallFilter::default()
+    };
+    let got = s.query(1, &query(window, 1000, None), MAX_SCAN).unwrap();
+    assert_eq!(got.items.len(), 20);
+    assert!(got
+        .items
+        .iter()
+        .all(|r| (1_010..1_020).contains(&r.time_us)));
+
+    // Paging within one node: every record once, in order.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = s
+            .query(1, &query(CallFilter::default(), 7, cursor), MAX_SCAN)
+            .unwrap();
+        let merged = merge_pages(vec![page], 7);
+        seen.extend(merged.items);
+        match merged.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, all.items);
+}
+
+/// Three nodes' stores, paged through with small pages and a tiny scan budget: the
+/// merged pages list every matching record exactly once, in the cluster-wide order.
+#[test]
+fn merged_paging_across_nodes_is_exact() {
+    let stores: Vec<_> = (1..=3u64).map(|n| (n, open())).collect();
+    let mut expected = Vec::new();
+    for (n, (_, s)) in &stores {
+        let mut rs: Vec<CallRecord> = (0..300u64)
+            // Heavy timestamp collisions across nodes, different per node.
+            .map(|i| {
+                rec(
+                    5_000 + (i * (n + 1)) % 97,
+                    *n,
+                    ["a", "b"][(i % 2) as usize],
+                    200,
+                    i,
+                )
+            })
+            .collect();
+        s.append(&mut rs).unwrap();
+        expected.extend(rs.into_iter().filter(|r| r.tenant.as_deref() == Some("b")));
+    }
+    expected.sort_by_key(|r| std::cmp::Reverse(r.pos()));
+    let filter = CallFilter {
+        tenant: Some("b".into()),
+        ..CallFilter::default()
+    };
+    for (limit, budget) in [(10u32, 5usize), (25, 1000), (1000, 3), (1, 1)] {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        for _ in 0..100_000 {
+            let pages = stores
+                .iter()
+                .map(|(n, (_, s))| {
+                    s.query(*n, &query(filter.clone(), limit, cursor), budget)
+                        .unwrap()
+                })
+                .collect();
+            let merged = merge_pages(pages, limit as usize);
+            assert!(merged.items.len() <= limit as usize);
+            seen.extend(merged.items);
+            match merged.next {
+                Some(n) => {
+                    assert!(cursor.is_none_or(|c| n < c), "the cursor must move down");
+                    cursor = Some(n);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), expected.len(), "limit {limit} budget {budget}");
+        assert_eq!(seen, expected, "limit {limit} budget {budget}");
+        let unique: HashSet<Pos> = seen.iter().map(CallRecord::pos).collect();
+        assert_eq!(unique.len(), seen.len());
+    }
+}
+
+#[test]
+fn sequences_continue_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::db::open_db(dir.path()).unwrap();
+    let s = CallLogStore::new(db.clone());
+    let mut a = vec![rec(10, 1, "a", 200, 1), rec(10, 1, "a", 200, 1)];
+    s.append(&mut a).unwrap();
+    s.flush().unwrap();
+    drop(s);
+    let s = CallLogStore::new(db);
+    let mut b = vec![rec(10, 1, "a", 200, 1)];
+    s.append(&mut b).unwrap();
+    assert!(b[0].seq > a[1].seq);
+    assert_eq!(s.count(), 3);
+}
+
+#[test]
+fn retention_by_age_deletes_only_old_records() {
+    let (_d, s) = open();
+    let now = 10_000_000_000u64;
+    let mut rs: Vec<CallRecord> = (0..1000u64)
+        .map(|i| rec(now - 2_000_000 + i * 2_000, 1, "a", 200, 1))
+        .collect();
+    s.append(&mut rs).unwrap();
+    let keep = Retention {
+        max_age_us: 1_000_000,
+        max_bytes: u64::MAX,
+    };
+    let t = s.trim(now, &keep).unwrap();
+    assert_eq!(t.records, 500);
+    assert_eq!(s.count(), 500);
+    assert!(s.oldest_us().unwrap() >= now - 1_000_000);
+    // Nothing more to do on a second pass.
+    assert_eq!(s.trim(now, &keep).unwrap(), Trimmed::default());
+    // Everything expires eventually.
+    s.trim(now + 10_000_000, &keep).unwrap();
+    assert_eq!(s.count(), 0);
+    assert_eq!(s.bytes(), 0);
+}
+
+/// A flood of 200k records with the writer's trim after every batch: the stored bytes
+/// never exceed the limit after a trim, the newest records are the ones kept, and the
+/// tracked size matches a recount.
+#[test]
+fn retention_by_size_bounds_the_column_family_under_a_flood() {
+    let (_d, s) = open();
+    let max_bytes = 4 * 1024 * 1024;
+    let keep = Retention {
+        max_age_us: u64::MAX,
+        max_bytes,
+    };
+    let mut newest = 0;
+    let mut trimmed = 0;
+    for batch in 0..200u64 {
+        let mut rs: Vec<CallRecord> = (0..1000u64)
+            .map(|i| {
+                let t = 1_000_000 + batch * 1000 + i;
+                newest = t;
+                let mut r = rec(t, 1, "tenant-with-a-longer-name", 200, i);
+                r.request_id = format!("{:032x}", t * 7919);
+                r
+            })
+            .collect();
+        s.append(&mut rs).unwrap();
+        trimmed += s.trim(newest, &keep).unwrap().records;
+        assert!(
+            s.bytes() <= max_bytes,
+            "batch {batch}: {} bytes kept",
+            s.bytes()
+        );
+    }
+    assert!(trimmed > 100_000, "the flood must have forced trimming");
+    let kept = s.count() as u64;
+    assert_eq!(kept + trimmed, 200_000);
+    // The kept records are the newest ones: contiguous up to the last written.
+    assert_eq!(s.oldest_us(), Some(newest + 1 - kept));
+    let tracked = s.bytes();
+    let fresh = CallLogStore::new(s_db(&s));
+    fresh.trim(newest, &keep).unwrap();
+    assert_eq!(fresh.bytes(), tracked, "tracked size equals a recount");
+    s.compact().unwrap();
+    assert!(
+        s.disk_estimate() <= max_bytes,
+        "on disk after compaction: {}",
+        s.disk_estimate()
+    );
+}
+
+fn s_db(s: &CallLogStore) -> std::sync::Arc<rocksdb::DB> {
+    s.db_handle()
+}
