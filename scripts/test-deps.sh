@@ -33,6 +33,19 @@ if [ ! -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libfaketime >/dev/null
 fi
 
+# The web console's browser test (chaos-tests/tests/console.rs): headless Chromium and
+# its WebDriver from Debian, and the selenium client in the venv.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "test-deps: installing chromium and chromium-driver" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+if ! "$venv/bin/python" -c 'import selenium' 2>/dev/null; then
+  echo "test-deps: installing selenium (PyPI) into $venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check 'selenium>=4.20'
+fi
+
 # scripts/deploy-test.sh: systemd-analyze, debootstrap (a rootfs to run the units under
 # systemd in a container), HAProxy (config check, and the load balancer's CI image),
 # nginx with its stream module (config check), jq, and kubernetes-validate (manifest

@@ -9,6 +9,7 @@ pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod dataplane;
 pub mod dev;
 pub mod llm;

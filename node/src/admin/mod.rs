@@ -12,6 +12,7 @@ pub mod resources;
 pub mod secret_fields;
 pub mod subscriptions;
 pub mod usage;
+pub mod whoami;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/usage", get(usage::usage))
         .route("/logs", get(logs::search))
+        .route("/whoami", get(whoami::whoami))
         .route("/openapi.json", get(openapi::document))
         .route("/consumers/{id}/keys", post(resources::create_key))
         .route("/subscriptions/{id}/approve", post(subscriptions::approve))
@@ -114,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .merge(crate::console::router())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
