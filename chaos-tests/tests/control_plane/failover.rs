@@ -194,3 +194,45 @@ fn assert_clear_unavailability(stats: &WriterStats) {
         stats.errors
     );
 }
+
+/// A node that lost its quorum is not `/readyz` (no leader) but still
+/// `/readyz/data-plane` (it routes from its replica), so an operator can choose which
+/// one the load balancer checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_quorum_is_not_ready_but_still_data_plane_ready() {
+    let _serial = serial().await;
+    let mut cluster = ClusterBuilder::new(3)
+        .form()
+        .await
+        .expect("a 3-node cluster forms");
+    let survivor = cluster.client(2).expect("client");
+    let ready = |path: &'static str| {
+        let c = survivor.clone();
+        async move {
+            c.raw(reqwest::Method::GET, path, None)
+                .await
+                .map(|r| (r.status.as_u16(), r.body))
+                .map_err(|e| e.to_string())
+        }
+    };
+    assert_eq!(ready("/readyz").await.expect("readyz").0, 200);
+    assert_eq!(ready("/readyz/data-plane").await.expect("dp").0, 200);
+    cluster.kill9(0).expect("kill node 1");
+    cluster.kill9(1).expect("kill node 2");
+    // Once it gives up on the dead leader, /readyz fails...
+    let reason = wait::until("the survivor's /readyz to fail", CATCH_UP, || async {
+        match ready("/readyz").await? {
+            (503, body) => Ok(body),
+            (s, body) => Err(format!("{s}: {body}")),
+        }
+    })
+    .await
+    .expect("/readyz turns 503 without a quorum");
+    assert!(reason.contains("no Raft leader"), "{reason}");
+    // ...while the data plane stays ready.
+    let (status, body) = ready("/readyz/data-plane").await.expect("dp");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["scope"], "data-plane");
+    assert!(v["leader"].is_null(), "{v}");
+}

@@ -115,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/admin/v1", api)
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/readyz/data-plane", get(ops::readyz_data_plane))
         .route("/metrics", get(ops::metrics))
         .merge(crate::console::router())
         .fallback(ops::not_found)

@@ -42,6 +42,33 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Ready to serve data-plane traffic from this node's replica: a configuration of an
+/// initialized cluster has been applied. Unlike [`readyz`] it needs no leader, so a load
+/// balancer keeps sending traffic to nodes that lost their quorum — routes keep working
+/// from the replica; only strict quotas (which need the leader's leases) fail closed.
+pub async fn readyz_data_plane(State(state): State<AppState>) -> Response {
+    let metrics = state.raft.metrics().borrow().clone();
+    let reason = if metrics.last_applied.is_none() {
+        Some("no configuration applied yet")
+    } else if state.config.load().state.cluster().is_none() {
+        Some("cluster not initialized")
+    } else {
+        None
+    };
+    match reason {
+        None => Json(json!({
+            "ready": true, "scope": "data-plane", "node_id": metrics.id,
+            "leader": metrics.current_leader, "applied_index": metrics.last_applied.map(|l| l.index),
+        }))
+        .into_response(),
+        Some(r) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "scope": "data-plane", "reason": r})),
+        )
+            .into_response(),
+    }
+}
+
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.render(&state.raft.metrics().borrow());
     (
