@@ -17,29 +17,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 /// Ready for traffic: the config has been applied and a leader is known.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let metrics = state.raft.metrics().borrow().clone();
-    let reason = if metrics.last_applied.is_none() {
-        Some("no configuration applied yet")
-    } else if metrics.current_leader.is_none() {
-        Some("no Raft leader known")
-    } else if state.config.load().state.cluster().is_none() {
-        Some("cluster not initialized")
-    } else {
-        None
-    };
-    match reason {
-        // Node id and term let an observer (the chaos suite) tell a stale leader from a new one.
-        None => Json(json!({
-            "ready": true, "node_id": metrics.id, "leader": metrics.current_leader,
-            "term": metrics.current_term, "applied_index": metrics.last_applied.map(|l| l.index),
-        }))
-        .into_response(),
-        Some(r) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "reason": r})),
-        )
-            .into_response(),
-    }
+    readiness(&state, Scope::Cluster)
 }
 
 /// Ready to serve data-plane traffic from this node's replica: a configuration of an
@@ -47,23 +25,40 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// balancer keeps sending traffic to nodes that lost their quorum — routes keep working
 /// from the replica; only strict quotas (which need the leader's leases) fail closed.
 pub async fn readyz_data_plane(State(state): State<AppState>) -> Response {
+    readiness(&state, Scope::DataPlane)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Scope {
+    Cluster,
+    DataPlane,
+}
+
+fn readiness(state: &AppState, scope: Scope) -> Response {
     let metrics = state.raft.metrics().borrow().clone();
     let reason = if metrics.last_applied.is_none() {
         Some("no configuration applied yet")
+    } else if scope == Scope::Cluster && metrics.current_leader.is_none() {
+        Some("no Raft leader known")
     } else if state.config.load().state.cluster().is_none() {
         Some("cluster not initialized")
     } else {
         None
     };
+    let scope = match scope {
+        Scope::Cluster => "cluster",
+        Scope::DataPlane => "data-plane",
+    };
     match reason {
+        // Node id and term let an observer (the chaos suite) tell a stale leader from a new one.
         None => Json(json!({
-            "ready": true, "scope": "data-plane", "node_id": metrics.id,
-            "leader": metrics.current_leader, "applied_index": metrics.last_applied.map(|l| l.index),
+            "ready": true, "scope": scope, "node_id": metrics.id, "leader": metrics.current_leader,
+            "term": metrics.current_term, "applied_index": metrics.last_applied.map(|l| l.index),
         }))
         .into_response(),
         Some(r) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "scope": "data-plane", "reason": r})),
+            Json(json!({"ready": false, "scope": scope, "reason": r})),
         )
             .into_response(),
     }
