@@ -1,0 +1,59 @@
+# Shared by the benchmark scripts (sourced after they define `log` and set `work`,
+# `pids` and `KEEP_WORK`): stopping what they started, waiting, and reading wrk's output.
+
+stop_pid() {
+    local pid="$1" i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do stop_pid "$pid"; done
+    if [[ "$KEEP_WORK" == 1 ]]; then
+        log "kept $work"
+    else
+        rm -rf "$work"
+    fi
+}
+
+# Waits up to $2 seconds for command $1 (a function or string) to succeed.
+wait_for() {
+    local what="$1" secs="$2" deadline=$((SECONDS + $2))
+    shift 2
+    until "$@"; do
+        ((SECONDS < deadline)) || { log "timed out after ${secs}s waiting for $what"; return 1; }
+        sleep 0.1
+    done
+}
+
+# A wrk duration ("243.00us", "1.02ms", "1.10s", "2.00m") in microseconds.
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") m = 1; else if (u == "ms") m = 1000; else if (u == "s") m = 1000000;
+        else if (u == "m") m = 60000000; else m = -1
+        if (m < 0) print "NaN"; else printf "%.1f\n", n * m }'
+}
+
+# parse_wrk FILE: prints "STATUS RPS P50_US P99_US NOTE" (STATUS ok or FAILED).
+parse_wrk() {
+    local f="$1" rps p50 p99 non2xx errs
+    rps="$(awk '/^Requests\/sec:/ {print $2}' "$f")"
+    p50="$(awk '$1 == "50%" {print $2}' "$f")"
+    p99="$(awk '$1 == "99%" {print $2}' "$f")"
+    non2xx="$(awk -F': *' '/Non-2xx or 3xx responses/ {print $2}' "$f")"
+    errs="$(awk '/Socket errors/ {sub(/^ *Socket errors: */, ""); gsub(/ /, ""); print}' "$f")"
+    if [[ -n "$non2xx" ]]; then
+        echo "FAILED - - - non-2xx:$non2xx(see:$(basename "$f"))"
+    elif [[ -z "$rps" || -z "$p99" ]] || awk -v r="$rps" 'BEGIN {exit !(r + 0 == 0)}'; then
+        echo "FAILED - - - no-result(see:$(basename "$f"))"
+    else
+        echo "ok $rps $(to_us "$p50") $(to_us "$p99") ${errs:+errors:$errs}"
+    fi
+}
