@@ -1,7 +1,9 @@
 //! The node's call log writer: data-plane calls hand a record to a bounded channel (a
 //! full channel drops and counts it, never blocks a request); one background thread
 //! stores them in batches, flushes the memtable every few seconds, and enforces
-//! retention by age and size. The store itself is `raftgate_store::calllog`.
+//! retention by age and size. The same thread feeds the per-minute analytics rollups
+//! (`raftgate_store::rollup`), so they cost the data plane nothing. The store itself is
+//! `raftgate_store::calllog`.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -9,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntGauge, Registry};
 use raftgate_store::calllog::{CallRecord, Retention};
-use raftgate_store::CallLogStore;
+use raftgate_store::rollup::Rollups;
+use raftgate_store::{CallLogStore, RollupStore};
 use tokio::sync::mpsc;
 
 /// Records waiting for the writer; beyond this, new records are dropped and counted.
@@ -41,6 +44,7 @@ struct WriterMetrics {
     trimmed: IntCounter,
     bytes: IntGauge,
     errors: IntCounter,
+    rollup_errors: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -50,9 +54,11 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
 }
 
 impl CallLog {
-    /// Starts the writer thread for `store`.
+    /// Starts the writer thread for `store`, which also keeps `rollups` (same retention
+    /// age as the call log).
     pub fn start(
         store: CallLogStore,
+        rollups: RollupStore,
         node_id: u64,
         keep: Retention,
         registry: &Registry,
@@ -78,6 +84,11 @@ impl CallLog {
                 "raftgate_call_log_errors_total",
                 "Call log storage errors (records lost)",
             ),
+            rollup_errors: counter(
+                registry,
+                "raftgate_rollup_errors_total",
+                "Analytics rollup storage errors (some calls not counted)",
+            ),
             bytes: {
                 let g = IntGauge::new(
                     "raftgate_call_log_bytes",
@@ -95,7 +106,8 @@ impl CallLog {
         std::thread::Builder::new()
             .name("call-log".into())
             .spawn(move || {
-                write_loop(store, rx, keep, metrics, &stopped);
+                let rollups = Rollups::new(rollups, keep.max_age_us / 1000);
+                write_loop(store, rollups, rx, keep, metrics, &stopped);
                 let _ = done.send(());
             })?;
         Ok(CallLog {
@@ -128,6 +140,7 @@ impl CallLog {
 
 fn write_loop(
     store: CallLogStore,
+    mut rollups: Rollups,
     mut rx: mpsc::Receiver<CallRecord>,
     keep: Retention,
     m: WriterMetrics,
@@ -152,6 +165,13 @@ fn write_loop(
         };
         let had = batch.len();
         if had > 0 {
+            let now_ms = crate::proxy::unix_ms();
+            for r in &batch {
+                if let Err(e) = rollups.add(r, now_ms) {
+                    m.rollup_errors.inc();
+                    tracing::warn!(error = %e, "analytics rollup update failed");
+                }
+            }
             match store.append(&mut batch) {
                 Ok(()) => m.written.inc_by(had as u64),
                 Err(e) => {
@@ -168,6 +188,12 @@ fn write_loop(
                 tracing::warn!(error = %e, "call log flush failed");
             }
             (dirty, flushed) = (false, Instant::now());
+        }
+        if stopping || trimmed.elapsed() >= TRIM_EVERY {
+            if let Err(e) = rollups.persist(crate::proxy::unix_ms(), stopping) {
+                m.rollup_errors.inc();
+                tracing::warn!(error = %e, "analytics rollup write failed");
+            }
         }
         if trimmed.elapsed() >= TRIM_EVERY {
             match store.trim(crate::proxy::unix_ms() * 1000, &keep) {
@@ -191,6 +217,7 @@ fn write_loop(
 mod tests {
     use super::*;
     use raftgate_store::calllog::{CallFilter, CallQuery, MAX_SCAN};
+    use raftgate_store::rollup::{Dimension, GroupBy, RollupQuery};
 
     fn keep() -> Retention {
         Retention {
@@ -204,7 +231,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = raftgate_store::open(dir.path()).unwrap();
         let registry = Registry::new();
-        let log = CallLog::start(storage.calllog.clone(), 7, keep(), &registry).unwrap();
+        let log = CallLog::start(
+            storage.calllog.clone(),
+            storage.rollup.clone(),
+            7,
+            keep(),
+            &registry,
+        )
+        .unwrap();
         let now = crate::proxy::unix_ms() * 1000;
         for i in 0..500u64 {
             log.send(CallRecord {
@@ -230,6 +264,20 @@ mod tests {
         let page = storage.calllog.query(7, &q, MAX_SCAN).unwrap();
         assert_eq!(page.items[0].time_us, now + 499, "newest first");
         assert_eq!(log.dropped.get(), 0);
+        // The same records were rolled up (and persisted on stop).
+        let rolled = storage
+            .rollup
+            .query(&RollupQuery {
+                from_ms: 0,
+                to_ms: u64::MAX,
+                dimension: Dimension::All,
+                key: None,
+                tenant: None,
+                group: GroupBy::Key,
+            })
+            .unwrap();
+        assert_eq!(rolled.groups.len(), 1);
+        assert_eq!(rolled.groups[0].stats.requests, 500);
         let text = {
             use prometheus::Encoder;
             let mut out = Vec::new();

@@ -20,8 +20,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a gateway node.
-    Serve(ServeArgs),
+    /// Run a gateway node (boxed: its many flags dwarf the other commands).
+    Serve(Box<ServeArgs>),
     /// Run a one-node playground with demo data in ./.raftgate-dev.
     Dev(DevArgs),
     /// Cluster membership: init, join, leave, remove, status.
@@ -125,6 +125,20 @@ pub enum Command {
         cursor: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Live view of the last minute's traffic per route (or model, …), from every node.
+    Top {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// route, model, consumer, tenant or provider.
+        #[arg(long, default_value = "route")]
+        by: String,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+        /// Print one frame and exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Admin tokens.
     Token {
@@ -250,6 +264,21 @@ pub struct ServeArgs {
     /// Data-plane access log: `-` for stdout or a file path.
     #[arg(long, env = "RAFTGATE_ACCESS_LOG")]
     pub access_log: Option<String>,
+    /// Rotate a file access log before it passes this many bytes (default 100 MiB).
+    #[arg(long, env = "RAFTGATE_ACCESS_LOG_MAX_BYTES")]
+    pub access_log_max_bytes: Option<u64>,
+    /// Rotated access log files kept, `.1` … `.N` (default 5).
+    #[arg(long, env = "RAFTGATE_ACCESS_LOG_KEEP")]
+    pub access_log_keep: Option<u32>,
+    /// OTLP/HTTP collector URL, e.g. http://collector:4318 (trace export off unless set).
+    #[arg(long, env = "RAFTGATE_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported spans (default raftgate).
+    #[arg(long, env = "RAFTGATE_OTLP_SERVICE_NAME")]
+    pub otlp_service_name: Option<String>,
+    /// Share of new traces exported, 0.0..=1.0 (default 1.0).
+    #[arg(long, env = "RAFTGATE_OTLP_SAMPLE_RATIO")]
+    pub otlp_sample_ratio: Option<f64>,
     #[arg(long, env = "RAFTGATE_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
     /// Admin URL of a member to join on first start (uses RAFTGATE_TOKEN).
@@ -311,8 +340,15 @@ impl ServeArgs {
             log_level,
             call_log,
             call_log_max_age_secs,
-            call_log_max_bytes
+            call_log_max_bytes,
+            access_log_max_bytes,
+            access_log_keep,
+            otlp_service_name,
+            otlp_sample_ratio
         );
+        if self.otlp_endpoint.is_some() {
+            c.otlp_endpoint = self.otlp_endpoint.clone();
+        }
         if self.advertise_host.is_some() {
             c.advertise_host = self.advertise_host.clone();
         }

@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 
 use crate::cli::{BodyArgs, ClientArgs, ClusterCommand, Command, KeyCommand, TokenCommand};
 
+mod top;
+
 pub const EXIT_REFUSED: i32 = 1;
 pub const EXIT_UNREACHABLE: i32 = 2;
 pub const EXIT_USAGE: i32 = 64;
@@ -305,6 +307,12 @@ pub async fn run(command: Command) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Top {
+            client,
+            by,
+            interval,
+            once,
+        } => top::run(Client::new(&client)?, by, interval, once).await,
         Command::Backup { client, out } => {
             let c = Client::new(&client)?;
             crate::backup::save(c.target(), &out).await

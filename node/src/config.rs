@@ -20,6 +20,16 @@ pub struct NodeConfig {
     pub https_addr: Option<String>,
     /// Data-plane access log: `-` for standard output or a file path; off when unset.
     pub access_log: Option<String>,
+    /// A file access log is rotated (renamed to `.1`) before it would pass this size.
+    pub access_log_max_bytes: u64,
+    /// Rotated access log files kept (`.1` … `.N`, the oldest deleted); 0 keeps none.
+    pub access_log_keep: u32,
+    /// OTLP/HTTP collector base URL (`http://collector:4318`); trace export is off when unset.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported spans.
+    pub otlp_service_name: String,
+    /// Share of new traces exported, 0.0..=1.0 (a caller's `traceparent` flag wins).
+    pub otlp_sample_ratio: f64,
     /// Admin API, health and metrics listener.
     pub admin_addr: String,
     /// Raft and node-to-node gRPC listener.
@@ -69,6 +79,11 @@ impl std::fmt::Debug for NodeConfig {
             .field("http_addr", &self.http_addr)
             .field("https_addr", &self.https_addr)
             .field("access_log", &self.access_log)
+            .field("access_log_max_bytes", &self.access_log_max_bytes)
+            .field("access_log_keep", &self.access_log_keep)
+            .field("otlp_endpoint", &self.otlp_endpoint)
+            .field("otlp_service_name", &self.otlp_service_name)
+            .field("otlp_sample_ratio", &self.otlp_sample_ratio)
             .field("admin_addr", &self.admin_addr)
             .field("raft_addr", &self.raft_addr)
             .field("advertise_host", &self.advertise_host)
@@ -94,6 +109,11 @@ impl std::fmt::Debug for NodeConfig {
 /// Smallest accepted `call_log_max_bytes`.
 pub const MIN_CALL_LOG_BYTES: u64 = 1 << 20;
 
+/// Smallest accepted `access_log_max_bytes` (a few lines).
+pub const MIN_ACCESS_LOG_BYTES: u64 = 1024;
+/// Most rotated access log files kept.
+pub const MAX_ACCESS_LOG_KEEP: u32 = 1000;
+
 /// Shortest accepted join token: it guards membership, so it must not be guessable.
 pub const MIN_JOIN_TOKEN_LEN: usize = 16;
 
@@ -105,6 +125,11 @@ impl Default for NodeConfig {
             http_addr: "0.0.0.0:8080".into(),
             https_addr: None,
             access_log: None,
+            access_log_max_bytes: 100 << 20,
+            access_log_keep: 5,
+            otlp_endpoint: None,
+            otlp_service_name: "raftgate".into(),
+            otlp_sample_ratio: 1.0,
             admin_addr: "0.0.0.0:9080".into(),
             raft_addr: "0.0.0.0:7080".into(),
             advertise_host: None,
@@ -168,6 +193,7 @@ impl NodeConfig {
         if self.access_log.as_ref().is_some_and(|p| p.is_empty()) {
             return Err(bad("access_log", "must be '-' or a file path when set"));
         }
+        self.validate_exporters()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(bad("data_dir", "must not be empty"));
         }
@@ -210,6 +236,39 @@ impl NodeConfig {
             return Err(bad("secret_key_file", "must not be empty when set"));
         }
         self.validate_security()
+    }
+
+    /// Access log rotation and OTLP export settings.
+    fn validate_exporters(&self) -> Result<(), ConfigError> {
+        if self.access_log_max_bytes < MIN_ACCESS_LOG_BYTES {
+            return Err(bad(
+                "access_log_max_bytes",
+                format!("must be at least {MIN_ACCESS_LOG_BYTES}"),
+            ));
+        }
+        if self.access_log_keep > MAX_ACCESS_LOG_KEEP {
+            return Err(bad(
+                "access_log_keep",
+                format!("must be at most {MAX_ACCESS_LOG_KEEP}"),
+            ));
+        }
+        if let Some(e) = &self.otlp_endpoint {
+            let ok = (e.starts_with("http://") || e.starts_with("https://"))
+                && e.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
+            if !ok {
+                return Err(bad(
+                    "otlp_endpoint",
+                    format!("'{e}' is not an http(s) URL such as http://collector:4318"),
+                ));
+            }
+        }
+        if self.otlp_service_name.is_empty() {
+            return Err(bad("otlp_service_name", "must not be empty"));
+        }
+        if !(0.0..=1.0).contains(&self.otlp_sample_ratio) {
+            return Err(bad("otlp_sample_ratio", "must be between 0.0 and 1.0"));
+        }
+        Ok(())
     }
 
     /// TLS files all-or-none, join token strength, bootstrap xor join.
@@ -418,5 +477,35 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("xyzzy"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn exporter_keys_have_defaults_and_are_checked() {
+        let c: NodeConfig = toml::from_str(
+            "access_log = \"/tmp/a.log\"\naccess_log_max_bytes = 4096\naccess_log_keep = 2\notlp_endpoint = \"http://collector:4318\"\notlp_sample_ratio = 0.25\n",
+        )
+        .expect("parses");
+        c.validate().expect("valid");
+        assert_eq!((c.access_log_max_bytes, c.access_log_keep), (4096, 2));
+        assert_eq!(c.otlp_service_name, "raftgate");
+        let d = NodeConfig::default();
+        assert_eq!((d.access_log_max_bytes, d.access_log_keep), (100 << 20, 5));
+        assert_eq!(d.otlp_endpoint, None);
+        assert_eq!(d.otlp_sample_ratio, 1.0);
+        let mut cases = vec![d.clone(); 4];
+        cases[0].access_log_max_bytes = 10;
+        cases[1].otlp_endpoint = Some("collector:4318".into());
+        cases[2].otlp_sample_ratio = 1.5;
+        cases[3].otlp_service_name = String::new();
+        let keys = [
+            "access_log_max_bytes",
+            "otlp_endpoint",
+            "otlp_sample_ratio",
+            "otlp_service_name",
+        ];
+        for (key, c) in keys.iter().zip(cases) {
+            let e = c.validate().expect_err(key);
+            assert_eq!(e.key, *key);
+        }
     }
 }

@@ -18,3 +18,4 @@ pub mod proxy;
 pub mod quota;
 pub mod secrets;
 pub mod server;
+pub mod telemetry;

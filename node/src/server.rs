@@ -161,10 +161,16 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
         }
     }));
     let access_log = match &cfg.access_log {
-        Some(dest) => Some(
-            crate::proxy::access::AccessLog::start(dest)
-                .with_context(|| format!("access_log: cannot open {dest}"))?,
-        ),
+        Some(dest) => {
+            let rotation = crate::telemetry::rotate::Rotation {
+                max_bytes: cfg.access_log_max_bytes,
+                keep: cfg.access_log_keep,
+            };
+            let log = crate::proxy::access::AccessLog::start(dest, rotation)
+                .with_context(|| format!("access_log: cannot open {dest}"))?;
+            tasks.push(tokio::spawn(reopen_on_sighup(log.clone(), stopped.clone())));
+            Some(log)
+        }
         None => None,
     };
     let call_log = if cfg.call_log {
@@ -174,6 +180,7 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
         };
         let log = crate::calllog::CallLog::start(
             raft.call_logs().clone(),
+            raft.rollups().clone(),
             cfg.node_id,
             keep,
             metrics.registry(),
@@ -196,6 +203,19 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
         quotas,
         llm,
     );
+    if let Some(endpoint) = &cfg.otlp_endpoint {
+        let otlp = crate::telemetry::otlp::OtlpConfig {
+            endpoint: endpoint.clone(),
+            service_name: cfg.otlp_service_name.clone(),
+            sample_ratio: cfg.otlp_sample_ratio,
+            node_id: cfg.node_id,
+        };
+        let (tracer, export) =
+            crate::telemetry::otlp::Tracer::start(otlp, metrics.registry(), stopped.clone())
+                .context("starting the OTLP exporter")?;
+        let _ = dp.tracer.set(tracer);
+        tasks.push(tokio::spawn(export));
+    }
     tasks.push(tokio::spawn(dp.clone().refresh_loop(stopped.clone())));
     tasks.push(tokio::spawn(crate::dataplane::serve(
         http_l,
@@ -438,6 +458,30 @@ pub async fn serve(cfg: NodeConfig, token: Option<String>) -> anyhow::Result<()>
     tracing::info!("shutting down");
     running.shutdown().await;
     outcome
+}
+
+/// SIGHUP makes the access log reopen its file (after logrotate moved it away).
+async fn reopen_on_sighup(
+    log: crate::proxy::access::AccessLog,
+    mut stopped: watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the access log will not reopen");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            Some(()) = hup.recv() => {
+                tracing::info!("SIGHUP: reopening the access log");
+                log.reopen();
+            }
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 pub async fn shutdown_signal() {

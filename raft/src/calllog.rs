@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::future::join_all;
 use raftgate_proto::QueryCallLogsRequest;
 use raftgate_store::calllog::{merge_pages, CallPage, CallQuery, CallRecord, Pos, MAX_SCAN};
 use raftgate_store::{codec, CallLogStore};
 
+use crate::fanout::{decode_reply, rpc_failed};
 use crate::node::RaftNode;
 use crate::{Node, NodeId, RaftGateError};
 
@@ -46,44 +46,25 @@ impl RaftNode {
     pub async fn search_call_logs(&self, q: CallQuery, per_node: Duration) -> CallLogSearch {
         let limit = q.limit.min(MAX_PAGE);
         let q = CallQuery { limit, ..q };
-        let mut members: BTreeMap<NodeId, Option<Node>> = self
-            .inner
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(id, n)| (*id, Some(n.clone())))
-            .collect();
-        members.insert(self.inner.id, None);
-        let asks = members.into_iter().map(|(id, node)| {
-            let q = &q;
-            async move {
-                let res = match node {
-                    _ if id == self.inner.id => {
-                        within(per_node, id, self.query_call_logs_local(q.clone())).await
+        let (answers, missing) = self
+            .fan_out(per_node, "call log query", |id, node| {
+                let q = &q;
+                async move {
+                    match node {
+                        None => self.query_call_logs_local(q.clone()).await,
+                        Some(node) => self.query_peer(id, &node, q, per_node).await,
                     }
-                    Some(node) => {
-                        within(per_node, id, self.query_peer(id, &node, q, per_node)).await
-                    }
-                    None => Err(RaftGateError::Internal(format!("node {id} has no address"))),
-                };
-                (id, res)
-            }
-        });
-        let mut out = CallLogSearch::default();
+                }
+            })
+            .await;
+        let mut out = CallLogSearch {
+            missing,
+            ..CallLogSearch::default()
+        };
         let mut pages = Vec::new();
-        for (id, res) in join_all(asks).await {
-            match res {
-                Ok(page) => {
-                    out.counts.insert(id, 0);
-                    pages.push(page);
-                }
-                Err(e) => {
-                    out.missing.insert(id, e.to_string());
-                }
-            }
+        for (id, page) in answers {
+            out.counts.insert(id, 0);
+            pages.push(page);
         }
         let merged = merge_pages(pages, limit as usize);
         for r in &merged.items {
@@ -126,22 +107,9 @@ impl RaftNode {
         let reply = client
             .query_call_logs(req)
             .await
-            .map_err(|s| RaftGateError::Unreachable {
-                node: id,
-                reason: format!("{}: {}", s.code(), s.message()),
-            })?
+            .map_err(|s| rpc_failed(id, s))?
             .into_inner();
-        if !reply.error.is_empty() {
-            let reason = match codec::decode::<crate::error::WireError>(&reply.error) {
-                Ok(crate::error::WireError::Failed(e)) => e.to_string(),
-                Ok(other) => format!("{other:?}"),
-                Err(e) => format!("undecodable error: {e}"),
-            };
-            return Err(RaftGateError::Unreachable { node: id, reason });
-        }
-        let page: CallPage = codec::decode(&reply.page).map_err(|e| {
-            RaftGateError::Internal(format!("node {id} sent an undecodable call log page: {e}"))
-        })?;
+        let page: CallPage = decode_reply(id, &reply.page, &reply.error, "call log page")?;
         // A page that breaks the order or names another node would corrupt the merge.
         let ordered = page.items.windows(2).all(|w| w[0].pos() > w[1].pos());
         let foreign = page
@@ -155,18 +123,5 @@ impl RaftNode {
             )));
         }
         Ok(page)
-    }
-}
-
-async fn within<T>(
-    ttl: Duration,
-    id: NodeId,
-    f: impl std::future::Future<Output = Result<T, RaftGateError>>,
-) -> Result<T, RaftGateError> {
-    match tokio::time::timeout(ttl, f).await {
-        Ok(r) => r,
-        Err(_) => Err(RaftGateError::Timeout(format!(
-            "node {id} did not answer the call log query within {ttl:?}"
-        ))),
     }
 }

@@ -2,9 +2,11 @@
 //! changes, leader forwarding and linearizable reads.
 #![forbid(unsafe_code)]
 
+mod analytics;
 mod calllog;
 mod client;
 mod error;
+mod fanout;
 mod leader;
 mod membership;
 mod network;
@@ -15,6 +17,7 @@ mod settings;
 mod status;
 pub mod tls;
 
+pub use analytics::RollupAnswer;
 pub use calllog::CallLogSearch;
 pub use error::{RaftGateError, StartError};
 pub use node::RaftNode;

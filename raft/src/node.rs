@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::{Raft, RaftMetrics};
-use raftgate_store::{CallLogStore, ConfigHandle, Storage};
+use raftgate_store::{CallLogStore, ConfigHandle, RollupStore, Storage};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::Routes;
@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     pub(crate) settings: RaftSettings,
     /// This node's call log (node-local), served to peers by `QueryCallLogs`.
     pub(crate) calllog: CallLogStore,
+    /// This node's analytics rollups (node-local), served to peers by `QueryRollups`.
+    pub(crate) rollup: RollupStore,
     /// Flipped by [`RaftNode::shutdown`] to stop the gRPC server too.
     stopped: watch::Sender<bool>,
 }
@@ -83,6 +85,7 @@ impl RaftNode {
             raft,
             config: storage.config,
             calllog: storage.calllog,
+            rollup: storage.rollup,
             peers,
             settings: cfg,
             stopped,

@@ -9,8 +9,9 @@ use raftgate_proto::raft_reply::Result as ReplyResult;
 use raftgate_proto::raft_service_server::{RaftService, RaftServiceServer};
 use raftgate_proto::{
     AddMemberRequest, ForwardReply, ForwardRequest, MembershipReply, NodeStatusReply,
-    NodeStatusRequest, QueryCallLogsReply, QueryCallLogsRequest, RaftReply, RaftRequest,
-    ReadIndexReply, ReadIndexRequest, RemoveMemberRequest, SnapshotChunk, MAX_MESSAGE_BYTES,
+    NodeStatusRequest, QueryCallLogsReply, QueryCallLogsRequest, QueryRollupsReply,
+    QueryRollupsRequest, RaftReply, RaftRequest, ReadIndexReply, ReadIndexRequest,
+    RemoveMemberRequest, SnapshotChunk, MAX_MESSAGE_BYTES,
 };
 use raftgate_store::codec;
 use raftgate_store::types::{SnapshotMeta, Vote};
@@ -228,6 +229,24 @@ impl ClusterService for ClusterSvc {
                 error: Vec::new(),
             },
             Err(e) => QueryCallLogsReply {
+                page: Vec::new(),
+                error: wire_error(CallError::Failed(e))?,
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn query_rollups(
+        &self,
+        req: Request<QueryRollupsRequest>,
+    ) -> Result<Response<QueryRollupsReply>, Status> {
+        let q = decode(&req.get_ref().query, "RollupQuery")?;
+        let reply = match self.node.query_rollups_local(q).await {
+            Ok(page) => QueryRollupsReply {
+                page: encode(&page)?,
+                error: Vec::new(),
+            },
+            Err(e) => QueryRollupsReply {
                 page: Vec::new(),
                 error: wire_error(CallError::Failed(e))?,
             },

@@ -17,14 +17,24 @@ pub const CF_SNAPSHOT: &str = "snapshot";
 pub const CF_LOCAL: &str = "local";
 /// Node-local call logs (`crate::calllog`): written without WAL, trimmed by retention.
 pub const CF_CALLLOG: &str = "calllog";
+/// Node-local per-minute analytics rollups (`crate::rollup`): no WAL, trimmed by age.
+pub const CF_ROLLUP: &str = "rollup";
 
-const ALL_CFS: [&str; 6] = [CF_LOG, CF_RAFT, CF_SM, CF_SNAPSHOT, CF_LOCAL, CF_CALLLOG];
+const ALL_CFS: [&str; 7] = [
+    CF_LOG,
+    CF_RAFT,
+    CF_SM,
+    CF_SNAPSHOT,
+    CF_LOCAL,
+    CF_CALLLOG,
+    CF_ROLLUP,
+];
 
 /// Options of one column family. The call log compresses well (repeated ids) and gets
 /// a smaller memtable, since its unflushed part is what a crash can lose.
 fn cf_options(name: &str) -> Options {
     let mut o = Options::default();
-    if name == CF_CALLLOG {
+    if name == CF_CALLLOG || name == CF_ROLLUP {
         o.set_compression_type(rocksdb::DBCompressionType::Lz4);
         o.set_write_buffer_size(16 * 1024 * 1024);
     }

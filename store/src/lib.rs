@@ -13,6 +13,7 @@ pub mod db;
 pub mod log_store;
 pub mod model;
 pub mod quota;
+pub mod rollup;
 pub mod state;
 pub mod state_machine;
 pub mod types;
@@ -25,6 +26,7 @@ pub use command::{Applied, ApplyError, Command, Op, Response};
 pub use config::{ConfigHandle, ConfigSnapshot};
 pub use db::{LocalStore, OpenError};
 pub use log_store::LogStore;
+pub use rollup::RollupStore;
 pub use state_machine::StateMachineStore;
 pub use types::{Node, NodeId, TypeConfig};
 
@@ -36,6 +38,8 @@ pub struct Storage {
     pub local: LocalStore,
     /// Node-local call logs (not replicated).
     pub calllog: CallLogStore,
+    /// Node-local analytics rollups (not replicated), fed with the call log.
+    pub rollup: RollupStore,
 }
 
 /// Opens (or creates) the node's RocksDB under `data_dir` and loads the state machine.
@@ -51,6 +55,7 @@ pub fn open(data_dir: &Path) -> Result<Storage, OpenError> {
         sm,
         config,
         local: LocalStore::new(db.clone()),
-        calllog: CallLogStore::new(db),
+        calllog: CallLogStore::new(db.clone()),
+        rollup: RollupStore::new(db),
     })
 }

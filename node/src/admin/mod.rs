@@ -1,6 +1,7 @@
 //! The admin API: resource CRUD, cluster membership, tokens, health and metrics, on the
 //! admin port. Handlers live in submodules; this file holds the shared state and routes.
 
+pub mod analytics;
 pub mod auth;
 pub mod backup;
 pub mod cluster;
@@ -95,6 +96,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/usage", get(usage::usage))
         .route("/logs", get(logs::search))
+        .route("/analytics/timeseries", get(analytics::timeseries))
+        .route("/analytics/top", get(analytics::top))
         .route("/whoami", get(whoami::whoami))
         .route("/openapi.json", get(openapi::document))
         .route("/consumers/{id}/keys", post(resources::create_key))

@@ -225,6 +225,16 @@ pub fn build() -> OpenApi {
             HttpMethod::Get,
             "Call logs of every node, merged newest first; filters: from_ms, to_ms, tenant, consumer, route, model, status_class=1xx..5xx, min_latency_ms, limit (1..=1000, default 100), cursor, timeout_ms; answers items, next_cursor, partial, missing_nodes, nodes (docs/observability.md)",
         ),
+        (
+            "/admin/v1/analytics/timeseries",
+            HttpMethod::Get,
+            "Per-minute rollups of every node, merged: from_ms, to_ms (default the last hour), dimension=all|tenant|consumer|route|model|provider, key, tenant, timeout_ms; answers points (minute_ms, requests, errors_4xx, errors_5xx, error_rate, p50_ms, p95_ms, p99_ms, tokens_in, tokens_out, cost), partial, missing_nodes (docs/observability.md)",
+        ),
+        (
+            "/admin/v1/analytics/top",
+            HttpMethod::Get,
+            "Top keys of a dimension over a range, merged from every node: from_ms, to_ms, dimension=tenant|consumer|route|model|provider, by=requests|cost|errors|p99, limit (1..=100, default 10), tenant, timeout_ms; answers items, partial, missing_nodes (docs/observability.md)",
+        ),
     ] {
         paths.add_path_operation(
             path,

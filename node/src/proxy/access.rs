@@ -2,9 +2,8 @@
 //! metrics, and releasing the target's in-flight slot — all when the body ends or the
 //! client goes away.
 
-use std::io::Write;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -18,27 +17,27 @@ use raftgate_store::calllog::CallRecord;
 use crate::proxy::compile::{RouteRt, UpstreamRt};
 use crate::proxy::target::TargetState;
 use crate::proxy::{BoxError, ProxyBody};
+use crate::telemetry::otlp::{Attr, CallTrace, SpanRecord};
+use crate::telemetry::rotate::{Rotation, Sink};
+use crate::telemetry::trace_context::SpanContext;
 
-/// JSON-lines access log written by a background task; a full queue drops lines (and
-/// counts them) rather than slowing requests down.
+/// JSON-lines access log written by a background thread; a full queue drops lines (and
+/// counts them) rather than slowing requests down. File rotation and reopening happen on
+/// that thread (see [`crate::telemetry::rotate`]).
 #[derive(Clone)]
 pub struct AccessLog {
     tx: mpsc::Sender<String>,
     pub dropped: Arc<AtomicU64>,
+    reopen: Arc<AtomicBool>,
 }
 
 impl AccessLog {
-    /// `dest`: `-` or `stdout` for standard output, anything else is a file appended to.
-    pub fn start(dest: &str) -> std::io::Result<AccessLog> {
-        let mut out: Box<dyn Write + Send> = match dest {
-            "-" | "stdout" | "1" | "true" => Box::new(std::io::stdout()),
-            path => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
-        };
+    /// `dest`: `-` or `stdout` for standard output, anything else is a file appended to
+    /// and rotated by `rotation`.
+    pub fn start(dest: &str, rotation: Rotation) -> std::io::Result<AccessLog> {
+        let mut out = Sink::open(dest, rotation)?;
+        let reopen = Arc::new(AtomicBool::new(false));
+        let reopen_flag = reopen.clone();
         let (tx, mut rx) = mpsc::channel::<String>(65_536);
         std::thread::Builder::new()
             .name("access-log".into())
@@ -46,15 +45,33 @@ impl AccessLog {
                 // Polls instead of blocking on the channel: a parked receiver would make
                 // every request pay for waking this thread.
                 let mut buf = Vec::with_capacity(64 * 1024);
+                let mut failing = false;
+                let mut write = |out: &mut Sink, buf: &mut Vec<u8>| {
+                    let r = out.write_lines(buf);
+                    buf.clear();
+                    if let Err(e) = &r {
+                        if !failing {
+                            tracing::warn!(error = %e, "access log write failed; lines are lost until it recovers");
+                        }
+                    }
+                    failing = r.is_err();
+                };
                 loop {
+                    if reopen_flag.swap(false, Relaxed) {
+                        if !buf.is_empty() {
+                            write(&mut out, &mut buf);
+                        }
+                        if let Err(e) = out.reopen() {
+                            tracing::warn!(error = %e, "access log: reopening failed");
+                        }
+                    }
                     let closed = loop {
                         match rx.try_recv() {
                             Ok(line) => {
                                 buf.extend_from_slice(line.as_bytes());
                                 buf.push(b'\n');
                                 if buf.len() > 60 * 1024 {
-                                    let _ = out.write_all(&buf);
-                                    buf.clear();
+                                    write(&mut out, &mut buf);
                                 }
                             }
                             Err(mpsc::error::TryRecvError::Empty) => break false,
@@ -62,8 +79,7 @@ impl AccessLog {
                         }
                     };
                     if !buf.is_empty() {
-                        let _ = out.write_all(&buf).and_then(|_| out.flush());
-                        buf.clear();
+                        write(&mut out, &mut buf);
                     }
                     if closed {
                         return;
@@ -74,7 +90,13 @@ impl AccessLog {
         Ok(AccessLog {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
+            reopen,
         })
+    }
+
+    /// Asks the writer to close and reopen its file before its next write (SIGHUP).
+    pub fn reopen(&self) {
+        self.reopen.store(true, Relaxed);
     }
 
     fn send(&self, line: String) {
@@ -111,6 +133,8 @@ pub struct Outcome {
     pub bytes_in: u64,
     /// The node's call log (one record per call); `None` when off.
     pub calls: Option<crate::calllog::CallLog>,
+    /// This call's OpenTelemetry span; `None` when OTLP export is off.
+    pub trace: Option<CallTrace>,
 }
 
 impl Outcome {
@@ -124,6 +148,9 @@ impl Outcome {
         }
         if let Some(log) = &self.log {
             log.send(self.line(bytes_out, aborted));
+        }
+        if let Some(t) = self.trace.take() {
+            t.finish(|ctx| self.span(ctx));
         }
         if let Some(calls) = self.calls.take() {
             calls.send(self.record(calls.node_id, bytes_out, aborted));
@@ -171,6 +198,65 @@ impl Outcome {
             fill_llm(t, &mut r);
         }
         r
+    }
+
+    /// The OpenTelemetry span of this call (HTTP server and GenAI semantic conventions).
+    fn span(&self, ctx: SpanContext) -> SpanRecord {
+        let elapsed = self.started.elapsed();
+        let end_unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let route = self.route.as_deref();
+        let name = match (route, &self.llm) {
+            (Some(r), _) => format!("{} {}", self.method, r.id),
+            // The LLM API's paths are a fixed set, so they are a fine span name.
+            (None, Some(_)) => format!("{} {}", self.method, self.uri.path()),
+            (None, None) => self.method.to_string(),
+        };
+        let s = |v: &str| Attr::Str(v.to_string());
+        let mut attributes = vec![
+            ("http.request.method", s(self.method.as_str())),
+            ("url.path", s(self.uri.path())),
+            (
+                "http.response.status_code",
+                Attr::Int(i64::from(self.status)),
+            ),
+        ];
+        let tenant = self
+            .tenant
+            .as_deref()
+            .or(route.and_then(|r| r.tenant.as_deref()));
+        for (k, v) in [
+            ("raftgate.route", route.map(|r| r.id.as_str())),
+            ("raftgate.tenant", tenant),
+            ("raftgate.consumer", self.consumer.as_deref()),
+            ("raftgate.request_id", self.request_id.to_str().ok()),
+        ] {
+            if let Some(v) = v {
+                attributes.push((k, s(v)));
+            }
+        }
+        if let Some(t) = &self.llm {
+            attributes.push(("gen_ai.request.model", s(&t.model)));
+            let f = t.facts.get();
+            for (k, v) in [
+                ("gen_ai.usage.input_tokens", f.tokens_in),
+                ("gen_ai.usage.output_tokens", f.tokens_out),
+            ] {
+                if let Some(v) = v {
+                    attributes.push((k, Attr::Int(i64::try_from(v).unwrap_or(i64::MAX))));
+                }
+            }
+        }
+        SpanRecord {
+            ctx,
+            name,
+            start_unix_ns: end_unix_ns
+                .saturating_sub(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)),
+            end_unix_ns,
+            attributes,
+            error: self.status >= 500,
+        }
     }
 
     /// One JSON object, written field by field (no intermediate `serde_json::Value`).
@@ -365,5 +451,103 @@ impl RequestIds {
 impl Default for RequestIds {
     fn default() -> Self {
         RequestIds::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(llm: Option<crate::llm::LlmTrace>) -> Outcome {
+        Outcome {
+            request_id: http::HeaderValue::from_static("rid-1"),
+            method: http::Method::POST,
+            uri: "/v1/chat/completions".parse().unwrap(),
+            host: "gw".into(),
+            client: std::net::IpAddr::from([127, 0, 0, 1]),
+            status: 502,
+            started: Instant::now() - Duration::from_millis(30),
+            headers_after: Duration::ZERO,
+            route: None,
+            consumer: Some("c1".into()),
+            tenant: Some("t1".into()),
+            upstream: None,
+            target: None,
+            tries: 1,
+            error: None,
+            llm,
+            log: None,
+            bytes_in: 0,
+            calls: None,
+            trace: None,
+        }
+    }
+
+    #[test]
+    fn span_carries_the_call_and_its_model() {
+        let ctx = crate::telemetry::trace_context::SpanContext::start(None, 1.0);
+        let llm = crate::llm::LlmTrace {
+            model: "gpt-x".into(),
+            attempts: vec![],
+            facts: Arc::default(),
+        };
+        let s = outcome(Some(llm)).span(ctx);
+        assert_eq!(s.name, "POST /v1/chat/completions");
+        assert!(s.error, "5xx marks the span as an error");
+        let get = |k: &str| s.attributes.iter().find(|(n, _)| *n == k).map(|(_, v)| v);
+        assert_eq!(get("http.response.status_code"), Some(&Attr::Int(502)));
+        assert_eq!(get("raftgate.tenant"), Some(&Attr::Str("t1".into())));
+        assert_eq!(get("raftgate.consumer"), Some(&Attr::Str("c1".into())));
+        assert_eq!(
+            get("gen_ai.request.model"),
+            Some(&Attr::Str("gpt-x".into()))
+        );
+        assert_eq!(get("gen_ai.usage.input_tokens"), None, "no usage known");
+        assert_eq!(get("raftgate.route"), None);
+        let took = s.end_unix_ns - s.start_unix_ns;
+        assert!(took >= 30_000_000, "duration from the call's start: {took}");
+        let plain = outcome(None).span(ctx);
+        assert_eq!(plain.name, "POST");
+    }
+
+    #[test]
+    fn the_writer_rotates_and_reopens_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let rot = Rotation {
+            max_bytes: 1024,
+            keep: 2,
+        };
+        let log = AccessLog::start(path.to_str().unwrap(), rot).unwrap();
+        let line = format!("{{\"pad\":\"{}\"}}", "x".repeat(400));
+        for _ in 0..4 {
+            log.send(line.clone());
+        }
+        let wait = |f: &dyn Fn() -> bool| {
+            let until = Instant::now() + Duration::from_secs(5);
+            while !f() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            f()
+        };
+        let n = |p: &std::path::Path| {
+            std::fs::read_to_string(p)
+                .map(|t| t.lines().count())
+                .unwrap_or(0)
+        };
+        let rotated = dir.path().join("access.log.1");
+        assert!(wait(&|| n(&path) + n(&rotated) == 4));
+        assert_eq!(
+            (n(&rotated), n(&path)),
+            (2, 2),
+            "two 411-byte lines per KiB file"
+        );
+        let moved = dir.path().join("moved");
+        std::fs::rename(&path, &moved).unwrap();
+        log.reopen();
+        std::thread::sleep(Duration::from_millis(100));
+        log.send(line.clone());
+        assert!(wait(&|| n(&path) == 1), "a new file after reopen");
+        assert_eq!(n(&moved), 2);
     }
 }

@@ -23,6 +23,7 @@ use crate::proxy::rewrite::rewrite;
 use crate::proxy::target::now_ms;
 use crate::proxy::{BoxError, DataPlane, ProxyBody};
 use crate::quota::Quotas;
+use crate::telemetry::trace_context::TRACEPARENT;
 
 /// The client side of one connection.
 #[derive(Debug, Clone, Copy)]
@@ -202,6 +203,7 @@ pub async fn handle(
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
         calls: dp.call_log.clone(),
+        trace: dp.tracer.get().map(|t| t.begin(&parts.headers)),
     };
     let mut extra = HeaderMap::new();
     let result = match crate::llm::Api::of(&parts.method, uri.path()) {
@@ -516,6 +518,10 @@ async fn route_and_forward(
         headers.insert(header::FORWARDED, v);
     }
     headers.insert(X_REQUEST_ID.clone(), outcome.request_id.clone());
+    if let Some(t) = &outcome.trace {
+        // This call's span becomes the upstream's parent (W3C Trace Context).
+        headers.insert(TRACEPARENT, t.ctx.traceparent());
+    }
     headers.remove(&X_CONSUMER_ID);
     headers.remove(&X_TENANT_ID);
     if let Some(id) = &identity {

@@ -58,6 +58,8 @@ pub struct DataPlane {
     pub ids: RequestIds,
     pub quotas: Arc<Quotas>,
     pub llm: Arc<Llm>,
+    /// OpenTelemetry spans (`crate::telemetry::otlp`); set once at start when enabled.
+    pub tracer: std::sync::OnceLock<crate::telemetry::otlp::Tracer>,
 }
 
 impl DataPlane {
@@ -81,6 +83,7 @@ impl DataPlane {
             ids: RequestIds::new(),
             quotas,
             llm,
+            tracer: std::sync::OnceLock::new(),
         });
         dp.current();
         dp
