@@ -1,9 +1,10 @@
 // Charts: requests, errors, latency, tokens and cost over time, drawn by ../chart.js.
 //
 // Two sources, both shown when present:
-// - Per minute, cluster-wide: the call logs (GET /admin/v1/logs, every node's records
-//   merged by the server) of the last hour, grouped per minute here in the browser.
-//   Nodes without call logs answer 404, and the page says so.
+// - Per minute, cluster-wide: the analytics rollups of the last hour
+//   (GET /admin/v1/analytics/timeseries: every node's per-minute counts and latency
+//   sketches merged by the server, percentiles within 1%). A node without them (404)
+//   falls back to grouping its call logs (GET /admin/v1/logs) per minute here.
 // - Live, this node: the node's Prometheus counters (/metrics), sampled every 2 s while
 //   the page is open; each point is the rate over one interval. For a tenant admin only
 //   series of its tenant's routes and models are counted.
@@ -51,7 +52,7 @@ export function render(root, ctx) {
   replace(root,
     h('div', { class: 'toolbar' }, h('h1', {}, 'Charts'), h('span', { class: 'spacer' }),
       h('button', { onclick: () => loadHistory() }, 'Reload history')),
-    h('h2', {}, 'Last hour, per minute, whole cluster (from call logs)'), historyNote, historyBox,
+    h('h2', {}, 'Last hour, per minute, whole cluster (analytics rollups)'), historyNote, historyBox,
     h('h2', {}, 'Live, this node (from /metrics, every 2 s)'), liveNote, liveBox);
 
   let alive = true;
@@ -122,6 +123,51 @@ export function render(root, ctx) {
 
   async function loadHistory() {
     const since = Date.now() - 3600 * 1000;
+    const range = [Math.floor(since / 60000) * 60000, Date.now()];
+    let minutes;
+    const notes = [];
+    try {
+      const ans = await api('GET', `/analytics/timeseries${query({ from_ms: since, dimension: 'all' })}`);
+      minutes = (ans.points || []).map((p) => ({
+        t: p.minute_ms, n: p.requests, e4: p.errors_4xx, e5: p.errors_5xx,
+        p50: p.requests ? p.p50_ms : null, p95: p.requests ? p.p95_ms : null, p99: p.requests ? p.p99_ms : null,
+        tin: p.tokens_in, tout: p.tokens_out, cost: p.cost,
+      }));
+      if (ans.partial) notes.push(notice(`Partial: nodes ${(ans.missing_nodes || []).join(', ')} did not answer.`, 'error'));
+    } catch (e) {
+      if (!alive) return;
+      if (!(e instanceof ApiError && e.status === 404)) {
+        replace(historyNote, notice(`Cannot read analytics: ${e.message}`, 'error'));
+        replace(historyBox);
+        return;
+      }
+      const fromLogs = await historyFromLogs(since);
+      if (!alive) return;
+      if (fromLogs.error) {
+        replace(historyNote, fromLogs.error);
+        replace(historyBox);
+        return;
+      }
+      minutes = fromLogs.minutes;
+      notes.push(...fromLogs.notes);
+    }
+    if (!alive) return;
+    replace(historyNote, ...notes);
+    const pts = (f) => minutes.map((m) => [m.t, f(m)]).filter((p) => p[1] != null);
+    replace(historyBox,
+      lineChart({ id: 'chart-requests', range, title: 'Requests', unit: 'per minute', series: [{ name: 'requests', points: pts((m) => m.n) }] }),
+      lineChart({ id: 'chart-errors', range, title: 'Errors', unit: 'per minute',
+        series: [{ name: '4xx', points: pts((m) => m.e4) }, { name: '5xx', points: pts((m) => m.e5) }] }),
+      lineChart({ id: 'chart-latency', range, title: 'Latency', unit: 'ms',
+        series: [{ name: 'p50', points: pts((m) => m.p50) }, { name: 'p95', points: pts((m) => m.p95) },
+          { name: 'p99', points: pts((m) => m.p99) }] }),
+      lineChart({ id: 'chart-tokens', range, title: 'Tokens', unit: 'per minute',
+        series: [{ name: 'input', points: pts((m) => m.tin) }, { name: 'output', points: pts((m) => m.tout) }] }),
+      lineChart({ id: 'chart-cost', range, title: 'Cost', unit: 'price currency per minute', series: [{ name: 'cost', points: pts((m) => m.cost) }] }));
+  }
+
+  /** The per-minute history grouped from call logs, for nodes without analytics. */
+  async function historyFromLogs(since) {
     const rows = [];
     let cursor = null;
     let partial = null;
@@ -134,30 +180,15 @@ export function render(root, ctx) {
         if (!cursor) break;
       }
     } catch (e) {
-      if (!alive) return;
       const msg = e instanceof ApiError && e.status === 404
-        ? 'Call logs are not available on this node (GET /admin/v1/logs answered 404), so there is no per-minute history; the live charts below still work.'
+        ? 'Neither analytics nor call logs are available on this node, so there is no per-minute history; the live charts below still work.'
         : `Cannot read call logs: ${e.message}`;
-      replace(historyNote, notice(msg, e.status === 404 ? '' : 'error'));
-      replace(historyBox);
-      return;
+      return { error: notice(msg, e.status === 404 ? '' : 'error') };
     }
-    if (!alive) return;
-    const minutes = groupPerMinute(rows, since, Date.now());
-    const range = [Math.floor(since / 60000) * 60000, Date.now()];
-    replace(historyNote,
-      partial ? notice(`Partial: nodes ${partial.join(', ')} did not answer.`, 'error') : null,
-      cursor ? notice(`Showing the newest ${rows.length} calls only.`) : null);
-    const pts = (f) => minutes.map((m) => [m.t, f(m)]).filter((p) => p[1] != null);
-    replace(historyBox,
-      lineChart({ id: 'chart-requests', range, title: 'Requests', unit: 'per minute', series: [{ name: 'requests', points: pts((m) => m.n) }] }),
-      lineChart({ id: 'chart-errors', range, title: 'Errors', unit: 'per minute',
-        series: [{ name: '4xx', points: pts((m) => m.e4) }, { name: '5xx', points: pts((m) => m.e5) }] }),
-      lineChart({ id: 'chart-latency', range, title: 'Latency', unit: 'ms',
-        series: [{ name: 'p50', points: pts((m) => m.p50) }, { name: 'p95', points: pts((m) => m.p95) }] }),
-      lineChart({ id: 'chart-tokens', range, title: 'Tokens', unit: 'per minute',
-        series: [{ name: 'input', points: pts((m) => m.tin) }, { name: 'output', points: pts((m) => m.tout) }] }),
-      lineChart({ id: 'chart-cost', range, title: 'Cost', unit: 'price currency per minute', series: [{ name: 'cost', points: pts((m) => m.cost) }] }));
+    const notes = [];
+    if (partial) notes.push(notice(`Partial: nodes ${partial.join(', ')} did not answer.`, 'error'));
+    if (cursor) notes.push(notice(`Showing the newest ${rows.length} calls only.`));
+    return { minutes: groupPerMinute(rows, since, Date.now()), notes };
   }
 
   loadScope().catch(() => {}).finally(() => {
