@@ -485,3 +485,202 @@ async fn llm_calls_are_logged_with_usage_fallbacks_cache_and_guardrails() {
     assert_eq!(streamed["attempts"], json!(1));
     assert_eq!(streamed["fallbacks"], json!([]));
 }
+
+/// Payload capture: a route with a `capture` policy keeps the first 64 bytes of each
+/// body, redacted, with truncation flags; the upstream still gets the original bytes
+/// (small bodies read whole and chunked ones streamed); routes without the policy keep
+/// nothing; viewer tokens never see captured bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_capture_is_opt_in_capped_redacted_and_hidden_from_viewers() {
+    use sha2::{Digest, Sha256};
+
+    let cluster = ClusterBuilder::new(1).form().await.expect("one node");
+    let token = cluster.token().expect("admin token").to_string();
+    let upstream = TestUpstream::start(UpstreamOptions::named("cap"))
+        .await
+        .expect("test upstream");
+    let admin = cluster.client(0).expect("admin client");
+    let capture =
+        json!({"capture": {"request_bytes": 64, "response_bytes": 64, "redact": ["password"]}});
+    for (c, body) in [
+        ("tenants", json!({"id": "tc"})),
+        (
+            "upstreams",
+            json!({"id": "u", "targets": [{"address": upstream.addr().to_string(), "weight": 1}]}),
+        ),
+        (
+            "routes",
+            json!({"id": "cap", "tenant": "tc", "path": "/upload", "target": {"upstream": "u"},
+                   "policies": [capture]}),
+        ),
+        (
+            "routes",
+            json!({"id": "plain", "tenant": "tc", "path": "/echo", "target": {"upstream": "u"}}),
+        ),
+    ] {
+        admin
+            .create(c, &body)
+            .await
+            .unwrap_or_else(|e| panic!("create {c} {body}: {e}"));
+    }
+    let base = format!("http://{}", cluster.info(0).expect("info").http_addr);
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let long = "x".repeat(200);
+    // Written out so the key order is known: the password falls inside the first 64 bytes.
+    let big = format!(r#"{{"user":"ann","password":"hunter2","note":"{long}"}}"#);
+    let small = r#"{"Password":"s3cret","a":1}"#;
+    // Chunked (streamed through the wrapper), and far over the cap.
+    let chunks: Vec<Result<String, std::io::Error>> = vec![
+        Ok(r#"{"password": "chunky", "pad": ""#.to_string()),
+        Ok("y".repeat(100_000)),
+        Ok(r#""}"#.to_string()),
+    ];
+    let streamed: String = chunks.iter().flatten().map(String::as_str).collect();
+    let mut ids = BTreeMap::new();
+    for (name, body) in [
+        ("big", reqwest::Body::from(big.clone())),
+        ("small", reqwest::Body::from(small.to_string())),
+        (
+            "stream",
+            reqwest::Body::wrap_stream(futures::stream::iter(chunks)),
+        ),
+    ] {
+        let sent = match name {
+            "big" => big.as_str(),
+            "small" => small,
+            _ => streamed.as_str(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut body = Some(body);
+        let resp = loop {
+            let b = body
+                .take()
+                .unwrap_or_else(|| reqwest::Body::from(sent.to_string()));
+            let r = http
+                .post(format!("{base}/upload"))
+                .body(b)
+                .send()
+                .await
+                .expect("answer");
+            if r.status() == StatusCode::OK || Instant::now() > deadline {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        let id = resp.headers()["x-request-id"]
+            .to_str()
+            .expect("id")
+            .to_string();
+        let got: Value = resp.json().await.expect("upload JSON");
+        // The upstream received exactly what the client sent.
+        assert_eq!(got["bytes"], json!(sent.len()), "{name}");
+        assert_eq!(
+            got["sha256"],
+            json!(hex::encode(Sha256::digest(sent.as_bytes()))),
+            "{name}"
+        );
+        ids.insert(name, id);
+    }
+    let resp = http
+        .post(format!("{base}/echo"))
+        .body(big.clone())
+        .send()
+        .await
+        .expect("plain answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    ids.insert(
+        "plain",
+        resp.headers()["x-request-id"]
+            .to_str()
+            .expect("id")
+            .to_string(),
+    );
+    let _ = resp.bytes().await;
+
+    let find = |v: &Value, id: &str| -> Option<Value> {
+        items(v)
+            .iter()
+            .find(|i| i["request_id"] == json!(id))
+            .cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let all = loop {
+        let (status, v) = admin_get(&cluster, 0, &token, "/admin/v1/logs?limit=100").await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        if ids.values().all(|id| find(&v, id).is_some()) || Instant::now() > deadline {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let rec =
+        |name: &str| find(&all, &ids[name]).unwrap_or_else(|| panic!("{name} not logged: {all}"));
+
+    let r = rec("big");
+    let req = r["request_body"].as_str().expect("request captured");
+    assert!(
+        req.starts_with(r#"{"user":"ann","password":"[REDACTED]","note":"xxx"#),
+        "{req}"
+    );
+    assert!(!req.contains("hunter2"), "{req}");
+    assert_eq!(r["request_truncated"], json!(true));
+    let resp_body = r["response_body"].as_str().expect("response captured");
+    assert_eq!(resp_body.len(), 64, "the response prefix: {resp_body}");
+    assert!(resp_body.starts_with(r#"{"bytes":"#) || resp_body.starts_with(r#"{"sha256":"#));
+    assert_eq!(
+        r["response_truncated"],
+        json!(true),
+        "the upload answer is over 64 bytes"
+    );
+
+    let r = rec("small");
+    let req: Value = serde_json::from_str(r["request_body"].as_str().expect("small captured"))
+        .expect("a whole JSON body is stored as JSON");
+    assert_eq!(
+        req,
+        json!({"Password": "[REDACTED]", "a": 1}),
+        "case-insensitive"
+    );
+    assert_eq!(r["request_truncated"], json!(false));
+
+    let r = rec("stream");
+    let req = r["request_body"].as_str().expect("stream captured");
+    assert!(
+        req.starts_with(r#"{"password": "[REDACTED]", "pad": "yyy"#),
+        "{req}"
+    );
+    assert!(!req.contains("chunky"));
+    assert_eq!(r["request_truncated"], json!(true));
+
+    let r = rec("plain");
+    for k in ["request_body", "response_body"] {
+        assert_eq!(r[k], Value::Null, "no policy, no capture: {r}");
+    }
+    assert_eq!(r["request_truncated"], json!(false));
+
+    // Viewers see the calls but not the bodies; the tenant's admin sees them.
+    let viewer = mint(&cluster, "viewer", None).await;
+    let (status, v) = admin_get(&cluster, 0, &viewer, "/admin/v1/logs?limit=100").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let seen = find(&v, &ids["big"]).expect("viewer sees the call");
+    assert_eq!(seen["request_body"], Value::Null, "{seen}");
+    assert_eq!(seen["response_body"], Value::Null, "{seen}");
+    assert_eq!(seen["request_truncated"], json!(false));
+    assert!(
+        items(&v)
+            .iter()
+            .all(|i| i["request_body"].is_null() && i["response_body"].is_null()),
+        "no body reaches a viewer"
+    );
+    let tadmin = mint(&cluster, "tenant-admin", Some("tc")).await;
+    let (status, v) = admin_get(&cluster, 0, &tadmin, "/admin/v1/logs?limit=100").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let seen = find(&v, &ids["big"]).expect("tenant admin sees its tenant's call");
+    assert!(seen["request_body"]
+        .as_str()
+        .is_some_and(|b| b.contains("[REDACTED]")));
+}

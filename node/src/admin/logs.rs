@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use raftgate_store::calllog::{CallFilter, CallQuery, Pos};
+use raftgate_store::calllog::{CallFilter, CallQuery, CallRecord, Pos};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -129,7 +129,10 @@ pub async fn search(
         }
         q.filter.tenant = Some(own);
     }
-    let found = state.raft.search_call_logs(q, timeout).await;
+    let mut found = state.raft.search_call_logs(q, timeout).await;
+    if claims.role == Role::Viewer {
+        found.items.iter_mut().for_each(strip_payloads);
+    }
     let nodes: Map<String, Value> = found
         .counts
         .iter()
@@ -148,6 +151,13 @@ pub async fn search(
         "nodes": nodes,
         "errors": errors,
     })))
+}
+
+/// Captured bodies are for admins and tenant admins only: viewers get the record
+/// without them (the truncation flags go too, so nothing hints at their size).
+fn strip_payloads(r: &mut CallRecord) {
+    (r.request_body, r.response_body) = (None, None);
+    (r.request_truncated, r.response_truncated) = (false, false);
 }
 
 #[cfg(test)]

@@ -135,6 +135,8 @@ pub struct Outcome {
     pub calls: Option<crate::calllog::CallLog>,
     /// This call's OpenTelemetry span; `None` when OTLP export is off.
     pub trace: Option<CallTrace>,
+    /// Body prefixes kept for the call log (routes with a `capture` policy).
+    pub capture: Option<crate::proxy::capture::Slots>,
 }
 
 impl Outcome {
@@ -196,6 +198,9 @@ impl Outcome {
         };
         if let Some(t) = self.llm {
             fill_llm(t, &mut r);
+        }
+        if let Some(c) = &self.capture {
+            c.fill(&mut r);
         }
         r
     }
@@ -480,6 +485,7 @@ mod tests {
             bytes_in: 0,
             calls: None,
             trace: None,
+            capture: None,
         }
     }
 

@@ -44,6 +44,8 @@ pub struct RouteRt {
     pub rewrite: Option<Rewrite>,
     /// Request quotas checked in phase 4, in the route's order.
     pub quotas: Vec<Arc<QuotaPolicy>>,
+    /// Payload capture into the call log (`capture` policy).
+    pub capture: Option<crate::proxy::capture::CaptureRt>,
     pub metrics: RouteMetrics,
 }
 
@@ -413,6 +415,7 @@ fn compile_route(
         body_limit: None,
         rewrite: None,
         quotas: Vec::new(),
+        capture: None,
         metrics: ctx.metrics.route(&label.0, &label.1, &label.2),
     };
     for p in &r.policies {
@@ -429,6 +432,7 @@ fn compile_route(
             Policy::BodyLimit(b) => rt.body_limit = Some(b.max_bytes),
             Policy::Rewrite(w) => rt.rewrite = Some(w.clone()),
             Policy::Guardrails(g) => rt.guardrails = Some(g.clone()),
+            Policy::Capture(c) => rt.capture = Some(crate::proxy::capture::CaptureRt::compile(c)),
             Policy::Quota(q) => match state.quota_policy(q) {
                 Some(p) => rt.quotas.push(Arc::new(p.clone())),
                 None => return Err(format!("quota policy {q:?} does not exist")),

@@ -15,6 +15,7 @@ use raftgate_store::model::{HashKey, SubscriptionState, UpstreamProtocol};
 use crate::llm::Llm;
 use crate::proxy::access::{Outcome, Tracked};
 use crate::proxy::auth::{self, Credential, Identity};
+use crate::proxy::capture::CaptureBody;
 use crate::proxy::compile::{Backend, Compiled, RouteRt};
 use crate::proxy::limit::{BodyTooLarge, DrainingLimit};
 use crate::proxy::policy::CorsVerdict;
@@ -204,6 +205,7 @@ pub async fn handle(
             .unwrap_or(0),
         calls: dp.call_log.clone(),
         trace: dp.tracer.get().map(|t| t.begin(&parts.headers)),
+        capture: None,
     };
     let mut extra = HeaderMap::new();
     let result = match crate::llm::Api::of(&parts.method, uri.path()) {
@@ -247,7 +249,15 @@ pub async fn handle(
     if outcome.headers_after.is_zero() {
         outcome.headers_after = started.elapsed();
     }
-    let (rparts, rbody) = resp.into_parts();
+    let (rparts, mut rbody) = resp.into_parts();
+    if let Some(tap) = outcome.capture.as_ref().and_then(|c| c.response.clone()) {
+        if hyper::body::Body::is_end_stream(&rbody) {
+            tap.whole(b"");
+        } else {
+            // Inside `Tracked`, so the prefix is complete when the record is made.
+            rbody = CaptureBody::new(rbody, tap).boxed_unsync();
+        }
+    }
     Ok(Response::from_parts(
         rparts,
         Tracked::new(rbody, outcome).boxed_unsync(),
@@ -348,6 +358,7 @@ async fn route_and_forward(
     };
     let route = found.value.clone();
     outcome.route = Some(route.clone());
+    outcome.capture = route.capture.as_ref().map(|c| c.start());
 
     // Phase 2: network and browser rules.
     if let Some(ip) = &route.ip {
@@ -446,6 +457,16 @@ async fn route_and_forward(
         };
         BodySource::Stream(Some(b))
     };
+    if let Some(tap) = outcome.capture.as_ref().and_then(|c| c.request.as_ref()) {
+        match &mut source {
+            BodySource::Replay(b) => tap.whole(b),
+            BodySource::Stream(b) => {
+                *b = b
+                    .take()
+                    .map(|b| CaptureBody::new(b, tap.clone()).boxed_unsync());
+            }
+        }
+    }
 
     // Phase 6: the upstream request head.
     let mut query = uri.query().map(str::to_string);

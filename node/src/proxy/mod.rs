@@ -10,6 +10,7 @@
 pub mod access;
 pub mod auth;
 pub mod balancer;
+pub mod capture;
 pub mod client;
 pub mod compile;
 mod forward;

@@ -17,10 +17,13 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{self, CodecError};
+
 pub use store::{CallLogError, CallLogStore, Retention, Trimmed, MAX_SCAN};
 
-/// One data-plane call, as the node that served it saw it. Names only (ids, categories):
-/// never payloads, credentials or guardrail-matched values.
+/// One data-plane call, as the node that served it saw it. Names only (ids, categories),
+/// never credentials or guardrail-matched values; payloads only as the redacted,
+/// size-capped prefixes of a route's opt-in `capture` policy.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
     /// Wall-clock Unix time in µs when the call started.
@@ -62,6 +65,27 @@ pub struct CallRecord {
     pub error: Option<String>,
     /// The client left before the response body ended.
     pub aborted: bool,
+    // Payload capture (routes with a `capture` policy). Appended after every older field:
+    // see [`decode_record`] for records written before these existed.
+    /// The first bytes of the request body, redacted; `base64:…` when not UTF-8.
+    pub request_body: Option<String>,
+    pub response_body: Option<String>,
+    /// The body was longer than what was kept, or did not finish.
+    pub request_truncated: bool,
+    pub response_truncated: bool,
+}
+
+/// Decodes a stored record. bincode writes struct fields back to back, so a record
+/// written before the payload-capture fields existed is exactly a current record
+/// without their encoding at the end: it is read by appending the encoding of empty
+/// capture fields (no body, not truncated).
+pub fn decode_record(bytes: &[u8]) -> Result<CallRecord, CodecError> {
+    codec::decode(bytes).or_else(|e| {
+        let tail = codec::encode(&(None::<String>, None::<String>, false, false))?;
+        let mut old = bytes.to_vec();
+        old.extend_from_slice(tail.get(1..).unwrap_or_default());
+        codec::decode(&old).map_err(|_| e)
+    })
 }
 
 impl CallRecord {

@@ -180,7 +180,7 @@ impl CallLogStore {
             };
             let here = Pos { time_us, node, seq };
             // A record that does not decode (e.g. written by a newer release) is skipped.
-            if let Ok(mut r) = codec::decode::<CallRecord>(v) {
+            if let Ok(mut r) = super::decode_record(v) {
                 (r.time_us, r.seq, r.node_id) = (time_us, seq, node);
                 if f.matches(&r) {
                     page.items.push(r);

@@ -63,10 +63,53 @@ fn record_round_trips_through_the_codec() {
         bytes_out: 200,
         error: Some("upstream_timeout".into()),
         aborted: true,
+        request_body: Some("{\"a\":1}".into()),
+        response_body: Some("base64:AAE=".into()),
+        request_truncated: true,
+        response_truncated: false,
     };
     let bytes = codec::encode(&r).unwrap();
     assert_eq!(codec::decode::<CallRecord>(&bytes).unwrap(), r);
+    assert_eq!(decode_record(&bytes).unwrap(), r);
     assert!(codec::decode::<CallRecord>(&bytes[..bytes.len() - 1]).is_err());
+    assert!(decode_record(&bytes[..bytes.len() - 1]).is_err());
+}
+
+#[test]
+fn records_from_before_payload_capture_still_decode() {
+    // The layout before the capture fields: every older field, nothing after `aborted`.
+    let old = CallRecord {
+        aborted: true,
+        ..rec(5_000, 1, "t", 200, 7)
+    };
+    let current = codec::encode(&old).unwrap();
+    let legacy = &current[..current.len() - 4];
+    assert!(
+        codec::decode::<CallRecord>(legacy).is_err(),
+        "really the old layout"
+    );
+    assert_eq!(decode_record(legacy).unwrap(), old);
+
+    // And through the store, next to a new record with a captured body.
+    let (_d, s) = open();
+    let db = s.db_handle();
+    let cf = crate::db::cf(&db, crate::db::CF_CALLLOG);
+    db.put_cf(cf, super::store::key(5_000, 0), legacy).unwrap();
+    let s = CallLogStore::new(db);
+    let mut new = vec![CallRecord {
+        request_body: Some("x".into()),
+        response_truncated: true,
+        ..rec(6_000, 1, "t", 200, 7)
+    }];
+    s.append(&mut new).unwrap();
+    let page = s
+        .query(1, &query(CallFilter::default(), 10, None), MAX_SCAN)
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(page.items[0].request_body.as_deref(), Some("x"));
+    assert!(page.items[0].response_truncated);
+    assert_eq!(page.items[1].request_body, None);
+    assert!(page.items[1].aborted && !page.items[1].request_truncated);
 }
 
 #[test]

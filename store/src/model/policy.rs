@@ -21,6 +21,9 @@ pub enum Policy {
     Quota(String),
     /// Checks on LLM prompts and answers (routes to models).
     Guardrails(crate::model::Guardrails),
+    /// Opt-in payload capture into the call log (routes to upstreams). Must stay the
+    /// last variant: policies are stored with bincode, which numbers variants by order.
+    Capture(Capture),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -127,6 +130,27 @@ pub enum Rewrite {
     ReplacePrefix(String),
     /// Build the path from a template using `{param}` captures.
     Template(String),
+}
+
+/// Most bytes of each body a `capture` policy may keep.
+pub const CAPTURE_MAX_BYTES: u64 = 65_536;
+/// Most `redact` names a `capture` policy may list.
+pub const CAPTURE_MAX_REDACT: usize = 64;
+
+/// Keeps the first bytes of request and response bodies in the call log, with the
+/// values of the named fields replaced by `[REDACTED]`. Headers are never captured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Capture {
+    /// Request body bytes kept (0 = none), at most [`CAPTURE_MAX_BYTES`].
+    #[serde(default)]
+    pub request_bytes: u64,
+    /// Response body bytes kept (0 = none), at most [`CAPTURE_MAX_BYTES`].
+    #[serde(default)]
+    pub response_bytes: u64,
+    /// Field names whose values are redacted (case-insensitive, at any depth).
+    #[serde(default)]
+    pub redact: Vec<String>,
 }
 
 fn default_consumer_claim() -> String {

@@ -43,6 +43,7 @@ pub(super) fn policies(
             Policy::BodyLimit(_) => "body_limit",
             Policy::Rewrite(_) => "rewrite",
             Policy::Guardrails(_) => "guardrails",
+            Policy::Capture(_) => "capture",
             Policy::Quota(id) if quotas.contains(&id.as_str()) => {
                 return Err(cx.err("policies.quota", format!("quota '{id}' is listed twice")));
             }
@@ -108,6 +109,32 @@ fn policy(
         Policy::Rewrite(rw) => rewrite(cx, rw, params, path_match)?,
         Policy::Quota(id) => check_id(cx, "policies.quota", id, false)?,
         Policy::Guardrails(g) => guardrails(cx, "policies.guardrails", g)?,
+        Policy::Capture(c) => capture(cx, c)?,
+    }
+    Ok(())
+}
+
+/// Capture sizes within the cap, and a bounded list of distinct, non-blank names.
+fn capture(cx: &Ctx, c: &Capture) -> Result<(), ApplyError> {
+    for (field, n) in [
+        ("policies.capture.request_bytes", c.request_bytes),
+        ("policies.capture.response_bytes", c.response_bytes),
+    ] {
+        if n > CAPTURE_MAX_BYTES {
+            return Err(cx.err(field, format!("at most {CAPTURE_MAX_BYTES} bytes, not {n}")));
+        }
+    }
+    const REDACT: &str = "policies.capture.redact";
+    if c.redact.len() > CAPTURE_MAX_REDACT {
+        return Err(cx.err(REDACT, format!("at most {CAPTURE_MAX_REDACT} names")));
+    }
+    for (i, name) in c.redact.iter().enumerate() {
+        if name.trim().is_empty() || name.len() > 128 {
+            return Err(cx.err(REDACT, "names must be 1 to 128 characters and not blank"));
+        }
+        if c.redact[..i].iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            return Err(cx.err(REDACT, format!("'{name}' is listed twice")));
+        }
     }
     Ok(())
 }

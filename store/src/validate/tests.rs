@@ -437,3 +437,44 @@ fn service_subscription_certificate_fields() {
     );
     assert_eq!(invalid_field(&cert(json!(["a.com"]), pem, " ")), "key_pem");
 }
+
+#[test]
+fn capture_rules() {
+    use serde_json::json;
+    let ok = json!([{"capture": {"request_bytes": 64, "response_bytes": 65536, "redact": ["password", "token"]}}]);
+    validate(&route_with(ok)).expect("valid capture");
+    validate(&route_with(json!([{"capture": {}}]))).expect("all defaults: captures nothing");
+    let many: Vec<String> = (0..65).map(|i| format!("f{i}")).collect();
+    for (policy, field) in [
+        (
+            json!({"request_bytes": 65537}),
+            "policies.capture.request_bytes",
+        ),
+        (
+            json!({"response_bytes": 1u64 << 40}),
+            "policies.capture.response_bytes",
+        ),
+        (json!({"redact": [""]}), "policies.capture.redact"),
+        (json!({"redact": ["  "]}), "policies.capture.redact"),
+        (
+            json!({"redact": ["Password", "password"]}),
+            "policies.capture.redact",
+        ),
+        (json!({"redact": many}), "policies.capture.redact"),
+    ] {
+        let res = route_with(json!([{ "capture": policy }]));
+        assert_eq!(invalid_field(&res), field, "{policy}");
+    }
+    let twice = json!([{"capture": {}}, {"capture": {"request_bytes": 1}}]);
+    assert_eq!(invalid_field(&route_with(twice)), "policies.capture");
+    let body = json!({"id": "m", "path": "/chat", "target": {"model": "gpt"},
+        "policies": [{"capture": {"request_bytes": 10}}]});
+    let llm = Resource::from_json(Kind::Route, body).expect("route JSON");
+    assert_eq!(invalid_field(&llm), "policies.capture");
+    let unknown = json!({"id": "r", "path": "/a", "target": {"upstream": "u"},
+        "policies": [{"capture": {"request_byte": 1}}]});
+    assert!(
+        Resource::from_json(Kind::Route, unknown).is_err(),
+        "typos are refused"
+    );
+}

@@ -67,7 +67,7 @@ export function render(root, ctx) {
       if (!alive) return;
       const items = ans.items || [];
       shown += items.length;
-      body.append(...items.map(row));
+      body.append(...items.flatMap(row));
       cursor = ans.next_cursor || null;
       more.classList.toggle('hidden', !cursor);
       replace(status,
@@ -83,7 +83,25 @@ export function render(root, ctx) {
     }
   }
 
+  // Captured bodies (routes with a capture policy; admins and tenant admins only):
+  // a hidden row under the call, shown by its "Body" button. Text only.
+  function detail(r) {
+    const part = (label, text, cut) => (text == null ? null : h('div', {},
+      h('strong', {}, `${label}${cut ? ' (truncated)' : ''}`),
+      h('pre', { class: 'mono capture' }, text)));
+    return h('tr', { class: 'log-detail hidden' }, h('td', { colspan: cols.length },
+      part('Request body', r.request_body, r.request_truncated),
+      part('Response body', r.response_body, r.response_truncated)));
+  }
+
   function row(r) {
+    const captured = r.request_body != null || r.response_body != null;
+    const bodies = captured ? detail(r) : null;
+    const toggle = captured ? h('button', { class: 'small', type: 'button', onclick: () => bodies.classList.toggle('hidden') }, 'Body') : null;
+    return [logRow(r, toggle), bodies].filter(Boolean);
+  }
+
+  function logRow(r, toggle) {
     const lat = logLatencyMs(r);
     const ttft = r.ttft_us != null ? r.ttft_us / 1000 : null;
     const st = Number(r.status) || 0;
@@ -103,7 +121,7 @@ export function render(root, ctx) {
       h('td', { class: 'num' }, fmtNum(r.tokens_out)),
       h('td', { class: 'num' }, logCost(r) == null ? '' : fmtNum(logCost(r), 6)),
       h('td', {}, r.cache_hit ? 'hit' : ''),
-      h('td', { class: 'mono' }, r.request_id ?? ''));
+      h('td', { class: 'mono' }, r.request_id ?? '', toggle ? ' ' : null, toggle));
   }
 
   load(true);
