@@ -383,14 +383,6 @@ fn route(cx: &Ctx, r: &Route) -> Result<(), ApplyError> {
     if let Some(service) = &r.service {
         check_id(cx, "service", service, false)?;
     }
-    let capture = r.policies.iter().any(|p| matches!(p, Policy::Capture(_)));
-    if capture && !matches!(r.target, RouteTarget::Upstream(_)) {
-        // LLM calls are not captured (docs/observability.md); say so instead of ignoring it.
-        return Err(cx.err(
-            "policies.capture",
-            "payload capture is supported on routes to upstreams only",
-        ));
-    }
     policy::policies(cx, &r.policies, &params, r.path_match)
 }
 

@@ -34,6 +34,12 @@ impl Llm {
             self.judged(&model.id, "input", &verdict)?;
         }
         let call = self.reserve(compiled, &who, model, input_tokens, 0).await?;
+        // Attempts and usage for the call log, as chat calls carry them.
+        let mut trace = LlmTrace {
+            model: call.model.id.clone(),
+            attempts: Vec::new(),
+            facts: call.facts.clone(),
+        };
         let state = &compiled.snapshot.state;
         let timeout = call
             .model
@@ -60,6 +66,7 @@ impl Llm {
                 Ok(resp) => {
                     self.metrics.attempt(&attempt.model.id, &provider.id, "ok");
                     self.cooldowns.clear(&attempt.key());
+                    trace.push(attempt, "ok");
                     let used = Usage {
                         input: resp
                             .pointer("/usage/prompt_tokens")
@@ -68,7 +75,8 @@ impl Llm {
                         output: 0,
                         cached_input: 0,
                     };
-                    self.settle(&call.model, attempt, provider, call.permit, used);
+                    let cost = self.settle(&call.model, attempt, provider, call.permit, used);
+                    call.facts.used(&used, cost);
                     self.metrics.finished(
                         &call.model.id,
                         &provider.id,
@@ -77,17 +85,18 @@ impl Llm {
                     );
                     let mut headers = call.headers;
                     provider_headers(&mut headers, provider, attempt);
-                    return Ok(json_response(&resp, headers));
+                    return Ok(trace.attach(json_response(&resp, headers)));
                 }
                 Err(Ok(unsupported)) => return Err(unsupported.into()),
                 Err(Err(e)) => {
                     self.metrics
                         .attempt(&attempt.model.id, &provider.id, "error");
+                    trace.push(attempt, "error");
                     if !e.retryable {
                         if let Some(p) = call.permit {
                             p.settle(|_| 0);
                         }
-                        return Err(provider_refused(&e));
+                        return Err(provider_refused(&e).traced(trace));
                     }
                     self.cooldowns.cool(
                         attempt.key(),
@@ -100,6 +109,6 @@ impl Llm {
         if let Some(p) = call.permit {
             p.settle(|_| 0);
         }
-        Err(all_failed(&call.model.id, &failures))
+        Err(all_failed(&call.model.id, &failures).traced(trace))
     }
 }

@@ -257,6 +257,12 @@ impl Llm {
             .and_then(Value::as_str)
             .ok_or_else(|| LlmError::bad_request("`model` is required").with_param("model"))?;
         let model = find_model(compiled, &identity, name)?;
+        // No route here: a capture policy on a route to this model applies (route.rs).
+        outcome.capture =
+            route::model_capture(compiled, &model.id, &identity.tenant).map(|c| c.start());
+        if let Some(tap) = outcome.capture.as_ref().and_then(|c| c.request.as_ref()) {
+            tap.whole(&raw);
+        }
         match api {
             Api::Embeddings => {
                 self.embeddings(

@@ -9,13 +9,16 @@ use http::request::Parts;
 use http::{header, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use raftgate_store::model::{Kind, Model, Resource, TemplateVersion};
+use raftgate_store::model::{
+    Capture, Kind, Model, Policy, Resource, Route, RouteTarget, TemplateVersion,
+};
 use serde_json::{json, Map, Value};
 
 use super::error::{Flavor, LlmError};
 use super::translate::openai;
 use super::{Api, Llm, Who, MAX_REQUEST};
 use crate::proxy::access::Outcome;
+use crate::proxy::capture::{CaptureRt, Tap};
 use crate::proxy::compile::{Compiled, LlmTarget, RouteRt};
 use crate::proxy::ProxyBody;
 
@@ -33,8 +36,9 @@ impl Llm {
         outcome: &mut Outcome,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
+        let tap = outcome.capture.as_ref().and_then(|c| c.request.clone());
         match self
-            .route_call(target, route, compiled, who, parts, body, started)
+            .route_call(target, route, compiled, who, parts, body, started, tap)
             .await
         {
             Ok(r) => r,
@@ -55,6 +59,7 @@ impl Llm {
         parts: &Parts,
         body: Incoming,
         started: Instant,
+        tap: Option<Tap>,
     ) -> Result<Response<ProxyBody>, LlmError> {
         let raw = Limited::new(body, MAX_REQUEST)
             .collect()
@@ -67,6 +72,11 @@ impl Llm {
                 )
             })?
             .to_bytes();
+        // The route's `capture` policy: the client's body as sent (the response side is
+        // tapped by the proxy as it streams out, streamed answers included).
+        if let Some(tap) = tap {
+            tap.whole(&raw);
+        }
         let body: Value = if raw.iter().all(u8::is_ascii_whitespace) {
             json!({})
         } else {
@@ -124,6 +134,53 @@ impl Llm {
         )
         .await
     }
+}
+
+/// The capture policy for a call to `model` through the built-in `/v1` API, which has
+/// no route of its own: that of a route to the model with a `capture` policy — one of
+/// the caller's tenant first, else one without a tenant (never another tenant's), the
+/// lowest route id winning a tie. The Model resource carries no policy: its stored
+/// encoding (bincode) cannot gain a field without a format version bump.
+pub(super) fn model_capture(compiled: &Compiled, model: &str, tenant: &str) -> Option<CaptureRt> {
+    let routes = compiled
+        .snapshot
+        .state
+        .list(Kind::Route)
+        .filter_map(|s| match &s.resource {
+            Resource::Route(r) => Some(r),
+            _ => None,
+        });
+    pick_capture(routes, model, tenant).map(CaptureRt::compile)
+}
+
+/// [`model_capture`]'s choice among `routes` (given in id order).
+fn pick_capture<'a>(
+    routes: impl Iterator<Item = &'a Route>,
+    model: &str,
+    tenant: &str,
+) -> Option<&'a Capture> {
+    let mut found: Option<(bool, &Capture)> = None;
+    for r in routes {
+        if !matches!(&r.target, RouteTarget::Model(m) if m == model) {
+            continue;
+        }
+        let own = match r.tenant.as_deref() {
+            Some(t) if t == tenant => true,
+            Some(_) => continue,
+            None => false,
+        };
+        let Some(c) = r.policies.iter().find_map(|p| match p {
+            Policy::Capture(c) => Some(c),
+            _ => None,
+        }) else {
+            continue;
+        };
+        // Keep the first, unless a tenant's own route comes later.
+        if found.is_none_or(|(had_own, _)| own && !had_own) {
+            found = Some((own, c));
+        }
+    }
+    found.map(|(_, c)| c)
 }
 
 fn unavailable(message: String) -> LlmError {
@@ -291,5 +348,40 @@ mod tests {
         );
         let e = prompt_request(&version(), &json!([1]), false).expect_err("not an object");
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn builtin_api_capture_follows_the_callers_or_a_shared_model_route() {
+        let route = |id: &str, tenant: Option<&str>, model: &str, bytes: Option<u64>| {
+            let mut r = json!({"id": id, "tenant": tenant, "path": format!("/{id}"),
+                "target": {"model": model}});
+            if let Some(n) = bytes {
+                r["policies"] = json!([{"capture": {"request_bytes": n}}]);
+            }
+            match Resource::from_json(Kind::Route, r) {
+                Ok(Resource::Route(r)) => r,
+                other => panic!("route JSON: {other:?}"),
+            }
+        };
+        let routes = [
+            route("a", None, "m", Some(1)),
+            route("b", Some("other"), "m", Some(2)),
+            route("c", Some("acme"), "m", None),
+            route("d", Some("acme"), "m", Some(4)),
+            route("e", Some("acme"), "m", Some(5)),
+            route("f", None, "n", Some(6)),
+        ];
+        let pick = |model: &str, tenant: &str| {
+            pick_capture(routes.iter(), model, tenant).map(|c| c.request_bytes)
+        };
+        assert_eq!(pick("m", "acme"), Some(4), "the tenant's own, first by id");
+        assert_eq!(pick("m", "other"), Some(2));
+        assert_eq!(
+            pick("m", "third"),
+            Some(1),
+            "a shared route, never another tenant's"
+        );
+        assert_eq!(pick("n", "acme"), Some(6));
+        assert_eq!(pick("x", "acme"), None);
     }
 }

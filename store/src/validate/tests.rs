@@ -470,7 +470,11 @@ fn capture_rules() {
     let body = json!({"id": "m", "path": "/chat", "target": {"model": "gpt"},
         "policies": [{"capture": {"request_bytes": 10}}]});
     let llm = Resource::from_json(Kind::Route, body).expect("route JSON");
-    assert_eq!(invalid_field(&llm), "policies.capture");
+    validate(&llm).expect("routes to models capture too");
+    let body = json!({"id": "p", "path": "/ask", "target": {"prompt": {"template": "t"}},
+        "policies": [{"capture": {"response_bytes": 10}}]});
+    let prompt = Resource::from_json(Kind::Route, body).expect("route JSON");
+    validate(&prompt).expect("routes to prompt templates capture too");
     let unknown = json!({"id": "r", "path": "/a", "target": {"upstream": "u"},
         "policies": [{"capture": {"request_byte": 1}}]});
     assert!(
