@@ -8,7 +8,8 @@
 # Environment: DURATION (10) seconds per measured run, CONNS (64) connections of the
 # throughput run, LOW_CONNS (4) of the moderate-load run, WARMUP (3) seconds,
 # SYSTEMS (direct,nginx,raftgate,raftgate-auth), BUILD (1; 0 uses existing binaries),
-# PROXY_CPU (0), LOAD_CPU (1), KEEP_WORK (0; 1 keeps the temp dir with logs and wrk output).
+# PROXY_CPU (0), LOAD_CPU (1), KEEP_WORK (0; 1 keeps the temp dir with logs and wrk output),
+# NODE_ENV (extra KEY=VALUE words for every raftgate node, e.g. "RAFTGATE_CALL_LOG=false").
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -201,7 +202,9 @@ start_raftgate() {
     # Only what this row sets: no RAFTGATE_* from the caller's environment.
     local unset=() v
     for v in $(compgen -e | grep '^RAFTGATE_' || true); do unset+=(-u "$v"); done
-    env "${unset[@]}" "$@" taskset -c "$PROXY_CPU" "$RAFTGATE_BIN" serve \
+    local extra=()
+    [[ -n "${NODE_ENV:-}" ]] && read -r -a extra <<<"$NODE_ENV"
+    env "${unset[@]}" "${extra[@]}" "$@" taskset -c "$PROXY_CPU" "$RAFTGATE_BIN" serve \
         --node-id 1 --data-dir "$dir/data" --http-addr 127.0.0.1:0 \
         --admin-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 --advertise-host 127.0.0.1 \
         >"$dir/stdout.log" 2>"$dir/stderr.log" &
