@@ -143,13 +143,11 @@ impl Llm {
 /// encoding (bincode) cannot gain a field without a format version bump.
 pub(super) fn model_capture(compiled: &Compiled, model: &str, tenant: &str) -> Option<CaptureRt> {
     let routes = compiled
-        .snapshot
-        .state
-        .list(Kind::Route)
-        .filter_map(|s| match &s.resource {
-            Resource::Route(r) => Some(r),
-            _ => None,
-        });
+        .model_capture_routes
+        .get(model)
+        .into_iter()
+        .flatten()
+        .map(|r| r.as_ref());
     pick_capture(routes, model, tenant).map(CaptureRt::compile)
 }
 

@@ -108,6 +108,9 @@ pub struct Compiled {
     pub model_grants: HashMap<String, HashSet<String>>,
     pub upstreams: Vec<Arc<UpstreamRt>>,
     pub certs: Arc<CertIndex>,
+    /// model id → routes to that model carrying a `capture` policy, in id order: the
+    /// built-in `/v1` API looks its capture up here instead of scanning every route.
+    pub model_capture_routes: HashMap<String, Vec<Arc<Route>>>,
 }
 
 impl Compiled {
@@ -121,6 +124,7 @@ impl Compiled {
             model_grants: HashMap::new(),
             upstreams: Vec::new(),
             certs: Arc::new(CertIndex::default()),
+            model_capture_routes: HashMap::new(),
         }
     }
 }
@@ -197,10 +201,19 @@ pub fn compile(snapshot: Arc<ConfigSnapshot>, reg: &mut Registry, ctx: &Ctx) -> 
 
     let mut entries = Vec::new();
     let mut labels = HashSet::new();
+    let mut model_capture_routes: HashMap<String, Vec<Arc<Route>>> = HashMap::new();
     for s in state.list(Kind::Route) {
         let Resource::Route(r) = &s.resource else {
             continue;
         };
+        if let RouteTarget::Model(m) = &r.target {
+            if r.policies.iter().any(|p| matches!(p, Policy::Capture(_))) {
+                model_capture_routes
+                    .entry(m.clone())
+                    .or_default()
+                    .push(Arc::new(r.clone()));
+            }
+        }
         let service = match &r.service {
             Some(sid) => match state
                 .get(Kind::Service, sid)
@@ -299,6 +312,7 @@ pub fn compile(snapshot: Arc<ConfigSnapshot>, reg: &mut Registry, ctx: &Ctx) -> 
         model_grants,
         upstreams: upstreams.into_values().collect(),
         certs,
+        model_capture_routes,
         snapshot,
     }
 }
