@@ -190,6 +190,28 @@ impl AdminClient {
         })
     }
 
+    /// `GET path` whatever the status: the status and the body as JSON (`Null` when it
+    /// is not JSON), for tests that assert on refusals as well as answers.
+    pub async fn get_json(&self, path: &str) -> Result<(StatusCode, Value), AdminError> {
+        let raw = self.raw(Method::GET, path, None).await?;
+        let body = serde_json::from_str(&raw.body).unwrap_or(Value::Null);
+        Ok((raw.status, body))
+    }
+
+    /// `POST /admin/v1/tokens`: a new token with `role`, optionally scoped to `tenant`.
+    pub async fn mint_token(
+        &self,
+        role: &str,
+        tenant: Option<&str>,
+        subject: &str,
+    ) -> Result<String, AdminError> {
+        let body = serde_json::json!({"role": role, "tenant": tenant, "subject": subject});
+        let v: Value = self
+            .call(Method::POST, "/admin/v1/tokens", Some(&body))
+            .await?;
+        Ok(v["token"].as_str().unwrap_or_default().to_string())
+    }
+
     /// `GET /healthz`: the status code (200 when the process is up).
     pub async fn healthz(&self) -> Result<StatusCode, AdminError> {
         Ok(self.raw(Method::GET, "/healthz", None).await?.status)

@@ -19,41 +19,21 @@ async fn admin_get(
     token: &str,
     path: &str,
 ) -> (StatusCode, Value) {
-    let raw = cluster
-        .client(i)
-        .expect("admin client")
-        .with_token(token)
-        .raw(Method::GET, path, None)
+    let client = cluster.client(i).expect("admin client").with_token(token);
+    client
+        .get_json(path)
         .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let body = serde_json::from_str(&raw.body).unwrap_or(Value::Null);
-    (raw.status, body)
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 async fn mint(cluster: &LocalCluster, role: &str, tenant: Option<&str>) -> String {
-    let raw = cluster
-        .client(0)
-        .expect("admin client")
-        .raw(
-            Method::POST,
-            "/admin/v1/tokens",
-            Some((
-                "application/json",
-                json!({"role": role, "tenant": tenant, "subject": format!("{role}-logs-test")})
-                    .to_string()
-                    .into_bytes(),
-            )),
-        )
+    let client = cluster.client(0).expect("admin client");
+    let token = client
+        .mint_token(role, tenant, &format!("{role}-logs-test"))
         .await
-        .expect("POST /admin/v1/tokens");
-    assert!(
-        raw.status.is_success(),
-        "minting {role}: {} {}",
-        raw.status,
-        raw.body
-    );
-    let v: Value = serde_json::from_str(&raw.body).expect("token JSON");
-    v["token"].as_str().expect("token").to_string()
+        .unwrap_or_else(|e| panic!("minting {role}: {e}"));
+    assert!(!token.is_empty(), "no token minted for {role}");
+    token
 }
 
 fn items(v: &Value) -> &Vec<Value> {

@@ -96,24 +96,13 @@ async fn create(cluster: &LocalCluster, collection: &str, body: Value) -> Value 
 
 /// A token minted by the admin API.
 async fn mint(cluster: &LocalCluster, role: &str, tenant: Option<&str>) -> String {
-    let token = cluster.token().map(str::to_string);
-    let (status, answer) = call(
-        cluster,
-        0,
-        token.as_deref(),
-        Method::POST,
-        "/admin/v1/tokens",
-        Some(json!({"role": role, "tenant": tenant, "subject": format!("{role}-ui-test")})),
-    )
-    .await;
-    assert!(
-        status.is_success(),
-        "minting a {role} token: {status} {answer}"
-    );
-    answer["token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no token in {answer}"))
-        .to_string()
+    let client = cluster.client(0).expect("admin client");
+    let token = client
+        .mint_token(role, tenant, &format!("{role}-ui-test"))
+        .await
+        .unwrap_or_else(|e| panic!("minting a {role} token: {e}"));
+    assert!(!token.is_empty(), "no token minted for {role}");
+    token
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {

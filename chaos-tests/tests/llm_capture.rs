@@ -19,17 +19,11 @@ const SECRET: &str = "sk-live-do-not-log";
 
 /// `GET path` on the node's admin API with `token`: status and JSON body.
 async fn admin_get(cluster: &LocalCluster, token: &str, path: &str) -> (StatusCode, Value) {
-    let raw = cluster
-        .client(0)
-        .expect("admin client")
-        .with_token(token)
-        .raw(Method::GET, path, None)
+    let client = cluster.client(0).expect("admin client").with_token(token);
+    client
+        .get_json(path)
         .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    (
-        raw.status,
-        serde_json::from_str(&raw.body).unwrap_or(Value::Null),
-    )
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// `POST` an admin JSON body; the JSON answer (panics on refusal).
