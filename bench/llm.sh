@@ -132,7 +132,7 @@ mkdir -p "$gw"
 unset_env=()
 for v in $(compgen -e | grep '^RAFTGATE_' || true); do unset_env+=(-u "$v"); done
 secret="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
-env "${unset_env[@]}" RAFTGATE_SECRET_KEY="$secret" taskset -c "$GW_CPU" "$RAFTGATE_BIN" serve \
+env "${unset_env[@]}" RAFTGATE_SECRET_KEY="$secret" RAFTGATE_INSECURE=true taskset -c "$GW_CPU" "$RAFTGATE_BIN" serve \
     --node-id 1 --data-dir "$gw/data" --http-addr 127.0.0.1:0 \
     --admin-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 --advertise-host 127.0.0.1 \
     >"$gw/stdout.log" 2>"$gw/stderr.log" &

@@ -204,7 +204,7 @@ start_raftgate() {
     for v in $(compgen -e | grep '^RAFTGATE_' || true); do unset+=(-u "$v"); done
     local extra=()
     [[ -n "${NODE_ENV:-}" ]] && read -r -a extra <<<"$NODE_ENV"
-    env "${unset[@]}" "${extra[@]}" "$@" taskset -c "$PROXY_CPU" "$RAFTGATE_BIN" serve \
+    env "${unset[@]}" RAFTGATE_INSECURE=true "${extra[@]}" "$@" taskset -c "$PROXY_CPU" "$RAFTGATE_BIN" serve \
         --node-id 1 --data-dir "$dir/data" --http-addr 127.0.0.1:0 \
         --admin-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 --advertise-host 127.0.0.1 \
         >"$dir/stdout.log" 2>"$dir/stderr.log" &

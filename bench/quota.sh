@@ -171,7 +171,7 @@ start_node() {
     mkdir -p "$dir"
     local unset=() v
     for v in $(compgen -e | grep '^RAFTGATE_' || true); do unset+=(-u "$v"); done
-    env "${unset[@]}" taskset -c "$PROXY_CPU" "$RAFTGATE_BIN" serve \
+    env "${unset[@]}" RAFTGATE_INSECURE=true taskset -c "$PROXY_CPU" "$RAFTGATE_BIN" serve \
         --node-id "$id" --data-dir "$dir/data" --http-addr 127.0.0.1:0 \
         --admin-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 --advertise-host 127.0.0.1 \
         >"$dir/stdout.log" 2>"$dir/stderr.log" &

@@ -208,14 +208,15 @@ docker network create --label raftgate-deploy-test "$k8s_net" >/dev/null
 networks+=("$k8s_net")
 for i in 0 1 2; do containers+=("$tag-raftgate-$i"); done
 volumes+=("$tag-raftgate-0" "$tag-raftgate-1" "$tag-raftgate-2")
-"$venv/bin/python" - "$tag" "${images[4]}" "$k8s_net" "$tmp/k8s-tls" "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" <<'PY' || fail "starting the StatefulSet's pods"
+"$venv/bin/python" - "$tag" "${images[4]}" "$k8s_net" "$tmp/k8s-tls" "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+  "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" <<'PY' || fail "starting the StatefulSet's pods"
 import re, subprocess, sys, yaml
-tag, image, net, tls, join_token = sys.argv[1:]
+tag, image, net, tls, join_token, secret_key = sys.argv[1:]
 ss = next(d for d in yaml.safe_load_all(open("deploy/k8s/statefulset.yaml")) if d["kind"] == "StatefulSet")
 ns, pod_spec = ss["metadata"]["namespace"], ss["spec"]["template"]["spec"]
 c = pod_spec["containers"][0]
 ctx = pod_spec["securityContext"]
-secrets = {("raftgate-join", "join-token"): join_token}
+secrets = {("raftgate-join", "join-token"): join_token, ("raftgate-join", "secret-key"): secret_key}
 for i in range(ss["spec"]["replicas"]):
     pod = f"{ss['metadata']['name']}-{i}"
     env = {}
@@ -331,6 +332,8 @@ export RAFTGATE_IMAGE=${images[0]} HAPROXY_IMAGE=${images[1]} UPSTREAM_IMAGE=${i
 export RAFTGATE_HTTP_PORT="127.0.0.1:$http_port" RAFTGATE_ADMIN_PORT=$admin_port
 RAFTGATE_JOIN_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 export RAFTGATE_JOIN_TOKEN
+RAFTGATE_SECRET_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export RAFTGATE_SECRET_KEY
 dc() {
   timeout 120 docker-compose -p "$project" \
     -f "$repo/deploy/docker/docker-compose.yml" -f "$repo/deploy/docker/docker-compose.ci.yml" "$@"
@@ -441,7 +444,7 @@ intruder() { # intruder CERT_DIR JOIN_TOKEN: runs a node that tries to join node
     --label raftgate-deploy-test -v "$1:/pki:ro" -v "$2:/ca:ro" \
     -e RAFTGATE_NODE_ID=9 -e RAFTGATE_ADVERTISE_HOST=intruder -e RAFTGATE_DATA_DIR=/tmp/data \
     -e RAFTGATE_TLS_CA=/ca/ca.pem -e RAFTGATE_TLS_CERT=/pki/intruder.pem -e RAFTGATE_TLS_KEY=/pki/intruder-key.pem \
-    -e RAFTGATE_JOIN=https://node1:9080 -e RAFTGATE_JOIN_TOKEN="$3" "${images[0]}" 2>&1
+    -e RAFTGATE_JOIN=https://node1:9080 -e RAFTGATE_JOIN_TOKEN="$3" -e RAFTGATE_SECRET_KEY "${images[0]}" 2>&1
 }
 # The cluster's CA in a directory of its own (the node's CA must match its certificate).
 mkdir -p "$tmp/cluster-ca" "$tmp/other-ca-only"

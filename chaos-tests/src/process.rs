@@ -127,6 +127,9 @@ impl NodeProcess {
                 cmd.env_remove(key);
             }
         }
+        // Test clusters on loopback run plain text unless a spec configures TLS (and sets
+        // RAFTGATE_INSECURE itself to test the secure default).
+        cmd.env("RAFTGATE_INSECURE", "true");
         cmd.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         if let Some(file) = &spec.faketime_file {
             if !file.exists() {

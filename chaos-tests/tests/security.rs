@@ -18,7 +18,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, MutexGuard};
 
+#[path = "security/protocols.rs"]
+mod protocols;
+#[path = "security/rotation.rs"]
+mod rotation;
+
 const JOIN_TOKEN: &str = "test-join-token-0123456789abcdef";
+/// The key-encryption key every secure-mode node of these tests shares.
+const SECRET_KEY: &str = "6b1f0c3a9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a";
 const WAIT: Duration = Duration::from_secs(60);
 /// The HTTP/2 client preface and an empty SETTINGS frame.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
@@ -52,6 +59,7 @@ fn tls_env(ca_dir: &Path, dir: &Path, name: &str) -> Vec<(String, String)> {
         ("RAFTGATE_TLS_CA".into(), p(ca_dir, "ca.pem".into())),
         ("RAFTGATE_TLS_CERT".into(), p(dir, format!("{name}.pem"))),
         ("RAFTGATE_TLS_KEY".into(), p(dir, format!("{name}-key.pem"))),
+        ("RAFTGATE_SECRET_KEY".into(), SECRET_KEY.into()),
     ]
 }
 
@@ -117,6 +125,35 @@ async fn admin_token(data_dir: &Path) -> String {
     })
     .await
     .expect("bootstrap writes admin-token")
+}
+
+/// Three TLS nodes from `pki` (`n1`..`n3`): node 1 bootstraps, nodes 2 and 3 join it with
+/// the join token alone. Returns the processes and the first admin token, once all
+/// three are voters.
+async fn tls_cluster(bin: &Path, root: &Path, pki: &Path) -> (Vec<NodeProcess>, String) {
+    let token_env = ("RAFTGATE_JOIN_TOKEN".to_string(), JOIN_TOKEN.to_string());
+    let mut env1 = tls_env(pki, pki, "n1");
+    env1.push(token_env.clone());
+    env1.push(("RAFTGATE_BOOTSTRAP".into(), "true".into()));
+    let spec1 = spec(root, 1, env1);
+    let n1 = NodeProcess::start(bin, &spec1).await.expect("node 1");
+    let url1 = n1.info().admin_url.clone();
+    let token = admin_token(&spec1.data_dir).await;
+    let mut procs = vec![n1];
+    for (id, name) in [(2, "n2"), (3, "n3")] {
+        let mut env = tls_env(pki, pki, name);
+        env.push(token_env.clone());
+        env.push(("RAFTGATE_JOIN".into(), url1.clone()));
+        procs.push(
+            NodeProcess::start(bin, &spec(root, id, env))
+                .await
+                .expect("node"),
+        );
+    }
+    let admin1 =
+        AdminClient::with_http(&url1, https_client(&pki.join("ca.pem"))).with_token(&token);
+    wait_voters(&admin1, 3).await;
+    (procs, token)
 }
 
 /// Runs `raftgate serve` for `spec` (ports 0 on loopback), which must exit with a
@@ -267,27 +304,10 @@ async fn mtls_cluster_forms_with_join_token_and_refuses_outsiders() {
     let token_env = ("RAFTGATE_JOIN_TOKEN".to_string(), JOIN_TOKEN.to_string());
 
     // (a) node 1 bootstraps; nodes 2 and 3 join with the join token alone.
-    let mut env1 = tls_env(&pki, &pki, "n1");
-    env1.push(token_env.clone());
-    env1.push(("RAFTGATE_BOOTSTRAP".into(), "true".into()));
-    let spec1 = spec(root.path(), 1, env1);
-    let n1 = NodeProcess::start(&bin, &spec1).await.expect("node 1");
-    let url1 = n1.info().admin_url.clone();
+    let (procs, token) = tls_cluster(&bin, root.path(), &pki).await;
+    let url1 = procs[0].info().admin_url.clone();
     assert!(url1.starts_with("https://"), "{url1}");
-    let token = admin_token(&spec1.data_dir).await;
     let admin1 = AdminClient::with_http(&url1, http.clone()).with_token(&token);
-    let mut procs = vec![n1];
-    for (id, name) in [(2, "n2"), (3, "n3")] {
-        let mut env = tls_env(&pki, &pki, name);
-        env.push(token_env.clone());
-        env.push(("RAFTGATE_JOIN".into(), url1.clone()));
-        procs.push(
-            NodeProcess::start(&bin, &spec(root.path(), id, env))
-                .await
-                .expect("node"),
-        );
-    }
-    wait_voters(&admin1, 3).await;
 
     // An admin write on a follower replicates to the others.
     let url2 = procs[1].info().admin_url.clone();
@@ -497,6 +517,7 @@ fn serve_once(bin: &Path, data_dir: &Path, args: &[&str]) -> (Option<i32>, Strin
         }
     }
     let o = cmd
+        .env("RAFTGATE_SECRET_KEY", SECRET_KEY)
         .arg("serve")
         .arg("--data-dir")
         .arg(data_dir)
@@ -538,6 +559,8 @@ fn partial_tls_and_bootstrap_with_join_are_config_errors() {
             "/nope/n.pem",
             "--tls-key",
             "/nope/k.pem",
+            "--join-token",
+            JOIN_TOKEN,
         ],
     );
     assert_eq!(code, Some(64), "{err}");
@@ -545,4 +568,30 @@ fn partial_tls_and_bootstrap_with_join_are_config_errors() {
         err.contains("tls_ca") && err.contains("cannot read"),
         "{err}"
     );
+
+    // Secure by default: serve without TLS, or with TLS but no join token, refuses to
+    // start and says how to fix it; --insecure waives both.
+    let (code, err) = serve_once(&bin, &data, &["--node-id", "1"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("tls_ca") && err.contains("raftgate certs") && err.contains("insecure"),
+        "{err}"
+    );
+    let pki = dir.path().join("pki");
+    certs(&bin, &pki, &["n1=127.0.0.1"]);
+    let mut tls_args: Vec<String> = Vec::new();
+    for (k, v) in tls_env(&pki, &pki, "n1") {
+        if k == "RAFTGATE_SECRET_KEY" {
+            continue;
+        }
+        let flag = k
+            .trim_start_matches("RAFTGATE_")
+            .to_ascii_lowercase()
+            .replace('_', "-");
+        tls_args.extend([format!("--{flag}"), v]);
+    }
+    let args: Vec<&str> = tls_args.iter().map(String::as_str).collect();
+    let (code, err) = serve_once(&bin, &data, &args);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("join_token"), "{err}");
 }

@@ -16,6 +16,7 @@ mod server;
 mod settings;
 mod status;
 pub mod tls;
+mod tls_live;
 
 pub use analytics::RollupAnswer;
 pub use calllog::CallLogSearch;

@@ -18,7 +18,8 @@ use crate::network::NetworkFactory;
 use crate::peers::Peers;
 use crate::server;
 use crate::settings::RaftSettings;
-use crate::tls::{ProbeError, ProbedPeer};
+use crate::tls::{PeerTls, ProbeError, ProbedPeer, TlsFileError};
+use crate::tls_live::LiveServerTls;
 use crate::{Node, NodeId, TypeConfig};
 
 /// A running Raft member. Cheap to clone; all clones drive the same node.
@@ -38,6 +39,8 @@ pub(crate) struct Inner {
     pub(crate) calllog: CallLogStore,
     /// This node's analytics rollups (node-local), served to peers by `QueryRollups`.
     pub(crate) rollup: RollupStore,
+    /// The Raft port's TLS material, replaceable at run time; `None` without TLS.
+    live_tls: Option<Arc<LiveServerTls>>,
     /// Flipped by [`RaftNode::shutdown`] to stop the gRPC server too.
     stopped: watch::Sender<bool>,
 }
@@ -71,6 +74,12 @@ impl RaftNode {
         cfg.validate().map_err(StartError::Settings)?;
         let raft_config = Arc::new(cfg.openraft_config().map_err(StartError::Settings)?);
         let peers = Peers::with_tls(cfg.connect_timeout(), cfg.tls.as_ref());
+        let live_tls = match &cfg.tls {
+            Some(tls) => Some(Arc::new(
+                LiveServerTls::new(tls).map_err(|e| StartError::Settings(e.to_string()))?,
+            )),
+            None => None,
+        };
         let network = NetworkFactory {
             peers: peers.clone(),
             id,
@@ -88,6 +97,7 @@ impl RaftNode {
             rollup: storage.rollup,
             peers,
             settings: cfg,
+            live_tls,
             stopped,
         };
         Ok(RaftNode {
@@ -146,15 +156,37 @@ impl RaftNode {
                 _ = stopped.wait_for(|s| *s) => {}
             }
         };
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let mut builder = server::builder();
-        if let Some(tls) = &self.inner.settings.tls {
-            builder = builder.tls_config(tls.server_config())?;
+        let builder = server::builder().add_routes(self.grpc_routes());
+        match &self.inner.live_tls {
+            Some(live) => {
+                // Our own acceptor, so certificates can be replaced without a restart.
+                let (done, done_rx) = tokio::sync::oneshot::channel();
+                let incoming = live.clone().incoming(listener, done_rx);
+                let res = builder.serve_with_incoming_shutdown(incoming, signal).await;
+                let _ = done.send(());
+                res
+            }
+            None => {
+                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                builder.serve_with_incoming_shutdown(incoming, signal).await
+            }
         }
-        builder
-            .add_routes(self.grpc_routes())
-            .serve_with_incoming_shutdown(incoming, signal)
-            .await
+    }
+
+    /// Replaces this node's TLS material (after a certificate rotation): new handshakes
+    /// on the Raft port and new connections to peers use it; established connections
+    /// finish with the old. Refused, keeping the current material, when `tls` is not
+    /// usable or the node runs without TLS (TLS cannot be switched on at run time).
+    pub fn reload_tls(&self, tls: &PeerTls) -> Result<(), TlsFileError> {
+        let Some(live) = &self.inner.live_tls else {
+            return Err(TlsFileError {
+                key: "tls_cert",
+                message: "this node was started without TLS; restart it to turn TLS on".into(),
+            });
+        };
+        live.replace(tls)?;
+        self.inner.peers.set_tls(tls.client_config());
+        Ok(())
     }
 
     /// True when the Raft port and outgoing RPCs use mutual TLS.

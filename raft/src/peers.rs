@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::error::Error as _;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use raftgate_proto::cluster_service_client::ClusterServiceClient;
@@ -23,8 +23,9 @@ use crate::NodeId;
 pub(crate) struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     connect_timeout: Duration,
-    /// Mutual TLS for every peer connection; plain h2c when `None`.
-    tls: Option<ClientTlsConfig>,
+    /// Mutual TLS for every peer connection; plain h2c when `None`. Replaced (with the
+    /// cache cleared) when the node's certificate is rotated.
+    tls: Arc<RwLock<Option<ClientTlsConfig>>>,
 }
 
 impl Peers {
@@ -37,14 +38,25 @@ impl Peers {
         Peers {
             channels: Arc::default(),
             connect_timeout,
-            tls: tls.map(PeerTls::client_config),
+            tls: Arc::new(RwLock::new(tls.map(PeerTls::client_config))),
         }
+    }
+
+    /// New connections present `tls` from now on. Cached channels are dropped, so the
+    /// next RPC to each peer dials afresh; calls in flight finish on their connection.
+    pub(crate) fn set_tls(&self, tls: ClientTlsConfig) {
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = Some(tls);
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// The endpoint for `addr` (`host:port`, or a URI): https with our TLS config when
     /// TLS is on, else http.
     fn endpoint(&self, addr: &str) -> Result<Endpoint, RaftGateError> {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let uri = if addr.contains("://") {
             addr.to_string()
         } else {
@@ -58,8 +70,8 @@ impl Peers {
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);
-        if let Some(tls) = &self.tls {
-            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| {
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).map_err(|e| {
                 RaftGateError::Invalid(format!("TLS for peer address '{addr}': {e}"))
             })?;
         }

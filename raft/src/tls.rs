@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::NodeId;
 
 /// Time a peer has to finish a TLS handshake with us, either way.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// PEM material for mutual TLS between nodes: the cluster CA (what peers must chain to),
 /// this node's certificate chain, and its private key.
@@ -71,6 +71,14 @@ impl PeerTls {
 
     /// Builds the rustls configurations once to prove the material is usable.
     pub fn check(&self) -> Result<(), TlsFileError> {
+        self.server_config().map(|_| ())
+    }
+
+    /// Raft port server side: our certificate, TLS 1.2+ with rustls' safe cipher suites,
+    /// ALPN `h2`, and a client certificate chaining to the CA required. Fails, naming the
+    /// key, when the material is unusable — including a certificate of our own that does
+    /// not verify against the CA (peers would refuse it at every handshake).
+    pub(crate) fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsFileError> {
         let roots = self.roots()?;
         let certs = parse_certs(&self.cert_pem).map_err(|m| file_error("tls_cert", m))?;
         let key = PrivateKeyDer::from_pem_slice(&self.key_pem)
@@ -93,7 +101,7 @@ impl PeerTls {
                     format!("does not verify against tls_ca ({e}); node certificates must be issued by the cluster CA and be valid now"),
                 )
             })?;
-        rustls::ServerConfig::builder_with_provider(provider)
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| file_error("tls_cert", e.to_string()))?
             .with_client_cert_verifier(verifier)
@@ -104,7 +112,8 @@ impl PeerTls {
                     format!("certificate and key do not form a usable pair: {e}"),
                 )
             })?;
-        Ok(())
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(Arc::new(config))
     }
 
     /// The CA certificates as a rustls root store (also used by the node's admin TLS).
@@ -117,16 +126,6 @@ impl PeerTls {
                 .map_err(|e| file_error("tls_ca", format!("not a usable CA certificate: {e}")))?;
         }
         Ok(Arc::new(roots))
-    }
-
-    /// Raft port server side: our certificate, and a client certificate chaining to
-    /// the CA is required.
-    pub(crate) fn server_config(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-            .client_ca_root(Certificate::from_pem(&self.ca_pem))
-            .client_auth_optional(false)
-            .timeout(HANDSHAKE_TIMEOUT)
     }
 
     /// Outgoing RPCs: the peer must chain to the CA and match the dialled host; we

@@ -91,6 +91,9 @@ impl DockerCluster {
             "-v",
             &format!("{}:/data", slot.data_dir.display()),
         ]);
+        // Containers on the suite's private network run plain text, like the process
+        // backend; a slot's own env may override it.
+        args.extend(["-e".to_string(), "RAFTGATE_INSECURE=true".to_string()]);
         for (k, v) in &slot.env {
             args.extend(["-e".to_string(), format!("{k}={v}")]);
         }

@@ -229,6 +229,7 @@ async fn foreign_data_dir_refuses_to_join(cluster: &mut LocalCluster, token: &st
         &url0,
         "--token",
         token,
+        "--insecure",
     ];
     let out = run(cluster.binary(), &args, &[], EXIT_TIMEOUT)
         .await
