@@ -205,7 +205,7 @@ pub fn export(
 /// Verifies a backup file and decodes the state image it holds.
 pub fn import(bytes: &[u8]) -> Result<(BackupHeader, StateImage), BackupError> {
     let (header, payload) = decode(bytes)?;
-    let image = codec::decode::<StateImage>(payload)?;
+    let image = crate::state::decode_image(payload)?;
     Ok((header, image))
 }
 

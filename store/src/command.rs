@@ -2,8 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::Origin;
 use crate::model::{Kind, Resource};
 use crate::quota::{QuotaReply, QuotaSync};
+use crate::reencrypt::SecretSwap;
 use crate::state::StateImage;
 
 /// One entry's payload in the Raft log.
@@ -17,6 +19,9 @@ pub struct Command {
     /// Who asked for it (the admin token's subject), for the audit trail.
     pub actor: String,
     pub op: Op,
+    /// Role, tenant, receiving node and request of an admin write: when set, apply adds
+    /// an audit record whatever the outcome. Added in format version 4.
+    pub origin: Option<Origin>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +45,14 @@ pub enum Op {
     /// Replaces the whole state with a backup's (never inside a batch): one entry, so every
     /// node switches at the same index. Added last, so older entries decode unchanged.
     Restore(StateImage),
+    /// Refuses the admin token `jti` (expiring at `exp`, Unix seconds) on every node.
+    RevokeToken {
+        jti: String,
+        exp: u64,
+    },
+    /// Stored secrets re-encrypted under another key, each swapped only if unchanged (never
+    /// inside a batch; all or none). See `crate::reencrypt`.
+    Reencrypt(Vec<SecretSwap>),
 }
 
 impl Command {
@@ -52,7 +65,14 @@ impl Command {
             at_ms,
             actor: actor.into(),
             op,
+            origin: None,
         }
+    }
+
+    /// The same command, audited as coming from `origin`.
+    pub fn with_origin(mut self, origin: Origin) -> Command {
+        self.origin = Some(origin);
+        self
     }
 }
 
@@ -142,6 +162,10 @@ pub enum ApplyError {
     QuotaSync(String),
     #[error("restore refused: {0}")]
     Restore(String),
+    #[error("revocation refused: {0}")]
+    Revocation(String),
+    #[error("re-encryption refused: {0}")]
+    Reencrypt(String),
 }
 
 impl ApplyError {
@@ -159,6 +183,8 @@ impl ApplyError {
             ApplyError::NotInitialized => "not_initialized",
             ApplyError::QuotaSync(_) => "quota_sync_refused",
             ApplyError::Restore(_) => "invalid_backup",
+            ApplyError::Revocation(_) => "invalid_request",
+            ApplyError::Reencrypt(_) => "conflict",
         }
     }
 }

@@ -4,15 +4,18 @@
 // openraft's storage traits fix the error type; it is large but not ours to shrink.
 #![allow(clippy::result_large_err)]
 
+pub mod audit;
 pub mod backup;
 pub mod calllog;
 pub mod codec;
 pub mod command;
 pub mod config;
 pub mod db;
+pub mod legacy;
 pub mod log_store;
 pub mod model;
 pub mod quota;
+pub mod reencrypt;
 pub mod rollup;
 pub mod state;
 pub mod state_machine;

@@ -55,7 +55,7 @@ impl LogStore {
             .get_cf(cf(&self.db, CF_RAFT), key)
             .map_err(read_err)?
         {
-            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(read_err)?)),
+            Some(bytes) => Ok(Some(codec::decode_stored(&bytes).map_err(read_err)?)),
             None => Ok(None),
         }
     }
@@ -114,7 +114,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) {
                 break;
             }
-            let entry: Entry = codec::decode(&value).map_err(read_err)?;
+            let entry = decode_entry(&value).map_err(read_err)?;
             out.push(entry);
         }
         Ok(out)
@@ -130,7 +130,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last = match db.iterator_cf(cf(db, CF_LOG), IteratorMode::End).next() {
             Some(item) => {
                 let (_, value) = item.map_err(read_err)?;
-                let entry: Entry = codec::decode(&value).map_err(read_err)?;
+                let entry = decode_entry(&value).map_err(read_err)?;
                 Some(entry.log_id)
             }
             None => last_purged,
@@ -216,4 +216,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         })
         .await
     }
+}
+
+/// A log entry as written by this release or the previous one (see `crate::legacy`).
+fn decode_entry(bytes: &[u8]) -> Result<Entry, codec::CodecError> {
+    codec::decode_upgrading::<Entry, crate::legacy::EntryV3>(bytes)
 }

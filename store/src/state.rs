@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use im::{HashMap as PHashMap, OrdMap};
+use im::{HashMap as PHashMap, OrdMap, OrdSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{AuditRecord, RevokedToken};
 use crate::command::{Applied, ApplyError, Command, Op};
 use crate::model::*;
 use crate::quota::{Ledger, LedgerChange, LedgerImage, SyncError};
@@ -42,6 +43,10 @@ pub enum Change {
     Ledger(LedgerChange),
     /// Everything: the state was replaced by a restore; storage rewrites all of it.
     All,
+    /// A revoked admin token, by token id.
+    Revoked(String),
+    /// An audit record, by log index: history, so it does not move the revision.
+    Audit(u64),
 }
 
 /// All replicated configuration.
@@ -58,6 +63,12 @@ pub struct State {
     key_hashes: PHashMap<String, String>,
     /// Global quota counters and grants.
     ledger: Ledger,
+    /// Revoked admin tokens by token id, and (derived) by the time they are forgotten.
+    revoked: OrdMap<String, RevokedToken>,
+    revoked_expiry: OrdSet<(u64, String)>,
+    /// The admin audit trail by log index, bounded at apply. Boxed: im builds tree nodes
+    /// of 64 entries on the stack, too large with records inline (debug-build overflow).
+    audit: OrdMap<u64, std::sync::Arc<AuditRecord>>,
 }
 
 /// The serialized form of [`State`] inside snapshots (derived indexes left out).
@@ -67,6 +78,9 @@ pub struct StateImage {
     pub revision: u64,
     pub resources: Vec<Stored>,
     pub ledger: LedgerImage,
+    /// Added in format version 4, like `audit`.
+    pub revoked: Vec<RevokedToken>,
+    pub audit: Vec<AuditRecord>,
 }
 
 impl State {
@@ -112,9 +126,25 @@ impl State {
         }
     }
 
-    /// Applies one command at log index `revision`. On error nothing changed; on success
-    /// the touched keys are appended to `changes`.
+    /// Applies one command at log index `revision`. On error the configuration did not
+    /// change; either way expired revocations and audit records are dropped and, for an
+    /// admin write, its audit record is added. The touched keys are appended to `changes`.
     pub fn apply(
+        &mut self,
+        revision: u64,
+        cmd: &Command,
+        changes: &mut Vec<Change>,
+    ) -> Result<Applied, ApplyError> {
+        let tenant = cmd.origin.as_ref().and_then(|_| self.op_tenant(&cmd.op));
+        let result = self.apply_command(revision, cmd, changes);
+        self.expire(cmd.at_ms, changes);
+        if let Some(origin) = &cmd.origin {
+            self.record(revision, cmd, origin, tenant, &result, changes);
+        }
+        result
+    }
+
+    fn apply_command(
         &mut self,
         revision: u64,
         cmd: &Command,
@@ -163,6 +193,12 @@ impl State {
             let mut scratch = self.clone();
             scratch.apply_op(revision, cmd.at_ms, &cmd.op, &mut touched)?;
             *self = scratch;
+        } else if let Op::Reencrypt(swaps) = &cmd.op {
+            let mut scratch = self.clone();
+            scratch.reencrypt(revision, cmd.at_ms, swaps, &mut touched)?;
+            *self = scratch;
+        } else if let Op::RevokeToken { jti, exp } = &cmd.op {
+            self.revoke(jti, *exp, cmd, &mut touched)?;
         } else {
             self.apply_op(revision, cmd.at_ms, &cmd.op, &mut touched)?;
         }
@@ -170,10 +206,17 @@ impl State {
             .iter()
             .filter_map(|c| match c {
                 Change::Resource(k, id) => Some((*k, id.clone())),
-                Change::Cluster | Change::Ledger(_) | Change::All => None,
+                Change::Cluster
+                | Change::Ledger(_)
+                | Change::All
+                | Change::Revoked(_)
+                | Change::Audit(_) => None,
             })
             .collect();
-        if touched.iter().any(|c| !matches!(c, Change::Ledger(_))) {
+        if touched
+            .iter()
+            .any(|c| !matches!(c, Change::Ledger(_) | Change::Audit(_)))
+        {
             self.revision = revision;
         }
         changes.extend(touched);
@@ -250,6 +293,16 @@ impl State {
             Op::Restore(_) => {
                 return Err(ApplyError::Restore(
                     "a restore cannot be part of a batch".into(),
+                ))
+            }
+            Op::RevokeToken { .. } => {
+                return Err(ApplyError::Revocation(
+                    "a revocation cannot be part of a batch".into(),
+                ))
+            }
+            Op::Reencrypt(_) => {
+                return Err(ApplyError::Reencrypt(
+                    "a re-encryption cannot be part of a batch".into(),
                 ))
             }
         }
@@ -368,6 +421,8 @@ impl State {
                 .flat_map(|t| t.values().cloned())
                 .collect(),
             ledger: self.ledger.to_image(),
+            revoked: self.revoked.values().cloned().collect(),
+            audit: self.audit.values().map(|r| (**r).clone()).collect(),
         }
     }
 
@@ -381,8 +436,19 @@ impl State {
             state.load(stored);
         }
         state.ledger = Ledger::from_image(image.ledger);
+        for r in image.revoked {
+            state.load_revoked(r);
+        }
+        for r in image.audit {
+            state.load_audit(r);
+        }
         state
     }
+}
+
+/// Decodes a snapshot's or backup's state image, of this format version or the last.
+pub fn decode_image(bytes: &[u8]) -> Result<StateImage, crate::codec::CodecError> {
+    crate::codec::decode_upgrading::<StateImage, crate::legacy::StateImageV3>(bytes)
 }
 
 /// Whether an update of a quota policy starts its counting over: counters are kept per
@@ -396,7 +462,9 @@ fn quota_counters_change(old: &Resource, new: &Resource) -> bool {
     }
 }
 
+mod admin_log;
 mod integrity;
+mod reencrypt;
 mod restore;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@ use openraft::{EntryPayload, OptionalSend, StorageIOError};
 use rocksdb::{WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{AuditRecord, RevokedToken};
 use crate::codec;
 use crate::command::Response;
 use crate::config::{ConfigHandle, ConfigSnapshot};
@@ -31,6 +32,10 @@ const COUNTER_PREFIX: &[u8] = b"q/c/";
 /// The last quota sync per node: `q/n/` + the big-endian node id.
 const SYNC_PREFIX: &[u8] = b"q/n/";
 const LEDGER_PREFIX: &[u8] = b"q/";
+/// Revoked admin tokens: `t/` + token id.
+const REVOKED_PREFIX: &[u8] = b"t/";
+/// Audit records: `a/` + the big-endian log index.
+const AUDIT_PREFIX: &[u8] = b"a/";
 
 /// The snapshot as kept on disk.
 #[derive(Serialize, Deserialize)]
@@ -69,6 +74,18 @@ fn counter_key(id: &CounterId) -> Result<Vec<u8>, StorageError> {
     Ok(key)
 }
 
+fn revoked_key(jti: &str) -> Vec<u8> {
+    let mut key = REVOKED_PREFIX.to_vec();
+    key.extend_from_slice(jti.as_bytes());
+    key
+}
+
+fn audit_key(seq: u64) -> Vec<u8> {
+    let mut key = AUDIT_PREFIX.to_vec();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
 fn sync_key(node: u64) -> Vec<u8> {
     let mut key = SYNC_PREFIX.to_vec();
     key.extend_from_slice(&node.to_be_bytes());
@@ -83,7 +100,7 @@ fn scan<T: serde::de::DeserializeOwned>(db: &DB, prefix: &[u8]) -> Result<Vec<T>
         if !key.starts_with(prefix) {
             break;
         }
-        out.push(codec::decode::<T>(&value).map_err(sm_err)?);
+        out.push(codec::decode_stored::<T>(&value).map_err(sm_err)?);
     }
     Ok(out)
 }
@@ -113,12 +130,20 @@ impl StateMachineStore {
         for record in scan::<SyncRecord>(&db, SYNC_PREFIX)? {
             state.ledger_mut().load_node(record);
         }
+        for r in scan::<RevokedToken>(&db, REVOKED_PREFIX)? {
+            state.load_revoked(r);
+        }
+        for r in scan::<AuditRecord>(&db, AUDIT_PREFIX)? {
+            state.load_audit(r);
+        }
         if let Some(bytes) = db.get_cf(sm, KEY_META).map_err(sm_err)? {
-            state.set_meta(codec::decode::<(Option<ClusterMeta>, u64)>(&bytes).map_err(sm_err)?);
+            state.set_meta(
+                codec::decode_stored::<(Option<ClusterMeta>, u64)>(&bytes).map_err(sm_err)?,
+            );
         }
         let (last_applied, membership) = match db.get_cf(sm, KEY_APPLIED).map_err(sm_err)? {
             Some(bytes) => {
-                codec::decode::<(Option<LogId>, StoredMembership)>(&bytes).map_err(sm_err)?
+                codec::decode_stored::<(Option<LogId>, StoredMembership)>(&bytes).map_err(sm_err)?
             }
             None => (None, StoredMembership::default()),
         };
@@ -158,14 +183,16 @@ impl StateMachineStore {
             .get_cf(cf(&self.db, CF_SNAPSHOT), KEY_SNAPSHOT)
             .map_err(|e| snap_err(None, e))?
         {
-            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(|e| snap_err(None, e))?)),
+            Some(bytes) => Ok(Some(
+                codec::decode_stored(&bytes).map_err(|e| snap_err(None, e))?,
+            )),
             None => Ok(None),
         }
     }
 
     /// Replaces the whole state machine with a snapshot's content, atomically on disk.
     fn install(&mut self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-        let image: StateImage = codec::decode(data).map_err(|e| snap_err(Some(meta), e))?;
+        let image = crate::state::decode_image(data).map_err(|e| snap_err(Some(meta), e))?;
         let state = State::from_image(image);
         let sm = cf(&self.db, CF_SM);
         let mut batch = WriteBatch::default();
@@ -194,7 +221,7 @@ impl StateMachineStore {
 /// then the current ones and the meta written (snapshot install, restore).
 fn put_all(db: &DB, batch: &mut WriteBatch, state: &State) -> Result<(), StorageError> {
     let sm = cf(db, CF_SM);
-    for prefix in [RESOURCE_PREFIX, LEDGER_PREFIX] {
+    for prefix in [RESOURCE_PREFIX, LEDGER_PREFIX, REVOKED_PREFIX, AUDIT_PREFIX] {
         let mut end = prefix.to_vec();
         end.push(0xff);
         batch.delete_range_cf(sm, prefix, &end);
@@ -212,6 +239,12 @@ fn put_all(db: &DB, batch: &mut WriteBatch, state: &State) -> Result<(), Storage
             sync_key(record.node),
             codec::encode(&record).map_err(sm_err)?,
         );
+    }
+    for r in state.revoked() {
+        batch.put_cf(sm, revoked_key(&r.jti), codec::encode(r).map_err(sm_err)?);
+    }
+    for r in state.audit_records() {
+        batch.put_cf(sm, audit_key(r.seq), codec::encode(r).map_err(sm_err)?);
     }
     for kind in Kind::ALL {
         for stored in state.list(kind) {
@@ -327,6 +360,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         batch.put_cf(sm, sync_key(*node), codec::encode(r).map_err(sm_err)?);
                     }
                 }
+                Change::Revoked(jti) => match self.state.revoked_token(jti) {
+                    Some(r) => {
+                        batch.put_cf(sm, revoked_key(jti), codec::encode(r).map_err(sm_err)?)
+                    }
+                    None => batch.delete_cf(sm, revoked_key(jti)),
+                },
+                Change::Audit(seq) => match self.state.audit_record(*seq) {
+                    Some(r) => batch.put_cf(sm, audit_key(*seq), codec::encode(r).map_err(sm_err)?),
+                    None => batch.delete_cf(sm, audit_key(*seq)),
+                },
                 Change::Resource(kind, id) => match self.state.get(*kind, id) {
                     Some(stored) => batch.put_cf(
                         sm,
@@ -337,7 +380,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 },
             }
         }
-        if config_changed || changes.iter().any(|c| matches!(c, Change::Resource(..))) {
+        if config_changed
+            || changes
+                .iter()
+                .any(|c| matches!(c, Change::Resource(..) | Change::Revoked(_)))
+        {
             batch.put_cf(
                 sm,
                 KEY_META,

@@ -26,6 +26,7 @@ fn tenant_entry(index: u64, id: &str) -> Entry {
             at_ms: 5,
             actor: "t".into(),
             op,
+            origin: None,
         }),
     }
 }
@@ -150,6 +151,7 @@ fn entry(index: u64, op: Op) -> Entry {
             at_ms: 1_000,
             actor: "t".into(),
             op,
+            origin: None,
         }),
     }
 }

@@ -15,6 +15,7 @@ fn entry(index: u64, op: Op) -> Entry {
             at_ms: 1_000,
             actor: "t".into(),
             op,
+            origin: None,
         }),
     }
 }

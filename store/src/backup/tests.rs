@@ -24,6 +24,7 @@ fn sample_state() -> State {
             at_ms: 1_700_000_000_000,
             actor: "test".into(),
             op,
+            origin: None,
         };
         s.apply(i as u64 + 1, &cmd, &mut Vec::new())
             .expect("applies");

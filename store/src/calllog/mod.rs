@@ -80,11 +80,11 @@ pub struct CallRecord {
 /// without their encoding at the end: it is read by appending the encoding of empty
 /// capture fields (no body, not truncated).
 pub fn decode_record(bytes: &[u8]) -> Result<CallRecord, CodecError> {
-    codec::decode(bytes).or_else(|e| {
+    codec::decode_stored(bytes).or_else(|e| {
         let tail = codec::encode(&(None::<String>, None::<String>, false, false))?;
         let mut old = bytes.to_vec();
         old.extend_from_slice(tail.get(1..).unwrap_or_default());
-        codec::decode(&old).map_err(|_| e)
+        codec::decode_stored(&old).map_err(|_| e)
     })
 }
 

@@ -88,7 +88,7 @@ impl RollupStore {
 
     pub fn get(&self, k: &RowKey) -> Result<Option<Stats>, RollupError> {
         match self.db.get_cf(cf(&self.db, CF_ROLLUP), k.encode())? {
-            Some(v) => Ok(Some(codec::decode(&v)?)),
+            Some(v) => Ok(Some(codec::decode_stored(&v)?)),
             None => Ok(None),
         }
     }
@@ -156,7 +156,7 @@ impl RollupStore {
                 truncated = true;
                 continue;
             }
-            let stats: Stats = codec::decode(&v)?;
+            let stats: Stats = codec::decode_stored(&v)?;
             groups.entry(group).or_default().merge(&stats);
         }
         Ok(RollupPage {

@@ -8,7 +8,8 @@ impl State {
     ///
     /// Kept from the running cluster: its identity (cluster id, creation time) and each
     /// node's quota-sync dedup record (they belong to the running processes, like the
-    /// membership, which is not state-machine data at all). Taken from the backup: every
+    /// membership, which is not state-machine data at all), its audit trail, and its
+    /// revoked tokens (joined with the backup's). Taken from the backup: every
     /// resource and the admin-token secret. Quota counters are merged so that no node can
     /// hold units the ledger does not count (see [`Ledger::restored`]).
     pub(super) fn restore(&mut self, revision: u64, image: &StateImage) -> Result<(), ApplyError> {
@@ -33,6 +34,19 @@ impl State {
         let exists = |id: &str| next.quota_policy(id).is_some();
         let ledger = self.ledger.restored(&image.ledger, keep_live, exists);
         next.ledger = ledger;
+        // A backup never un-revokes a token, and the audit trail is the running cluster's
+        // history, not the backup's.
+        next.audit = self.audit.clone();
+        for r in self.revoked.values().chain(&image.revoked) {
+            crate::audit::check_jti(&r.jti).map_err(|e| ApplyError::Restore(e.to_string()))?;
+            if next.revoked.get(&r.jti).is_none_or(|old| old.exp < r.exp) {
+                if let Some(old) = next.revoked.get(&r.jti).cloned() {
+                    next.revoked_expiry
+                        .remove(&(old.forget_after_ms(), old.jti.clone()));
+                }
+                next.load_revoked(r.clone());
+            }
+        }
         *self = next;
         Ok(())
     }

@@ -2,6 +2,7 @@ use super::*;
 use crate::codec;
 use crate::command::Command;
 
+mod admin_log;
 mod quotas;
 mod restore;
 mod services;
@@ -11,6 +12,7 @@ fn cmd(op: Op) -> Command {
         at_ms: 1_700_000_000_000,
         actor: "test".into(),
         op,
+        origin: None,
     }
 }
 
