@@ -37,6 +37,10 @@ pub struct Claims {
     pub tenant: Option<String>,
     pub iat: u64,
     pub exp: u64,
+    /// Random token id, for revocation. Tokens minted before revocation existed have none
+    /// and stay valid until they expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 impl Claims {
@@ -94,6 +98,7 @@ pub fn mint(
         tenant,
         iat,
         exp: iat.saturating_add(ttl_secs),
+        jti: Some(hex::encode(rand::random::<[u8; 16]>())),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -150,6 +155,7 @@ mod tests {
             tenant: None,
             iat: 1,
             exp: 2,
+            jti: None,
         };
         let t = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -168,6 +174,7 @@ mod tests {
             tenant: Some("a".into()),
             iat: 0,
             exp: 0,
+            jti: None,
         };
         assert!(ta.can_write(Some("a")) && !ta.can_write(Some("b")) && !ta.can_write(None));
         assert!(ta.can_read(Some("a")) && !ta.can_read(None));
