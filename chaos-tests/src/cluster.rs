@@ -274,6 +274,25 @@ impl LocalCluster {
         Ok(&self.slot(i)?.spec.data_dir)
     }
 
+    /// Node `i`'s stdout/stderr file (every run appended).
+    pub fn log_path(&self, i: usize) -> Result<&Path> {
+        Ok(&self.slot(i)?.spec.log_path)
+    }
+
+    /// Sets (`Some`) or removes (`None`) an environment variable of node `i` from its next
+    /// start on, e.g. to roll a new secret key ring to a stopped node.
+    pub fn set_env(&mut self, i: usize, key: &str, value: Option<&str>) -> Result<()> {
+        let slot = self.slots.get_mut(i).ok_or_else(|| ChaosError::NodeState {
+            index: i,
+            problem: "no such node".into(),
+        })?;
+        slot.spec.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            slot.spec.env.push((key.to_string(), v.to_string()));
+        }
+        Ok(())
+    }
+
     /// The last `lines` lines of node `i`'s stdout/stderr.
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
         self.slots

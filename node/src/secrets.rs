@@ -1,39 +1,87 @@
-//! Encryption of secrets before they enter the Raft log: AES-256-GCM under a node-local
-//! key-encryption key that every node of a cluster shares (`secret_key_file` or
-//! `RAFTGATE_SECRET_KEY`). Stored form: `enc:v1:` + base64(nonce ‖ ciphertext ‖ tag).
+//! Encryption of secrets before they enter the Raft log: AES-256-GCM under node-local
+//! key-encryption keys (KEKs) that every node of a cluster shares. A node holds a key
+//! ring: the current key (`secret_key_file` or `RAFTGATE_SECRET_KEY`), which encrypts,
+//! and previous keys (`secret_key_previous_files` or `RAFTGATE_SECRET_KEY_PREVIOUS`),
+//! which only decrypt, so a cluster can move to a new key without downtime.
+//!
+//! Stored form: `enc:v2:<kid>:` + base64(nonce ‖ ciphertext ‖ tag), where `kid` is a short
+//! hash of the key (it names the key, it does not reveal it) and the header is bound as
+//! associated data. Values written before key ids (`enc:v1:` + base64) still decrypt
+//! with whichever key of the ring opens them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use anyhow::Context;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use sha2::{Digest, Sha256};
 
 use crate::config::{ConfigError, NodeConfig};
 
-/// Prefix of every value this module encrypted.
-pub const PREFIX: &str = "enc:v1:";
+pub mod stored;
+mod token;
+pub use stored::open_jwt;
+pub use token::{open_token_secret, seal_token_secret, token_secret_is_sealed};
+
+/// Prefix of values written before key ids existed; still decrypted.
+pub const PREFIX_V1: &str = "enc:v1:";
+/// Prefix of values this release writes, followed by `<kid>:`.
+pub const PREFIX_V2: &str = "enc:v2:";
 /// Environment variable holding the key itself (64 hex characters or base64 of 32 bytes).
 pub const KEY_ENV: &str = "RAFTGATE_SECRET_KEY";
+/// Environment variable holding previous keys, comma-separated, for decryption only.
+pub const PREVIOUS_KEYS_ENV: &str = "RAFTGATE_SECRET_KEY_PREVIOUS";
 
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
+/// Hex characters of a key id: 32 bits tell a handful of keys apart.
+const KID_LEN: usize = 8;
 
 /// Why a stored value could not be decrypted. Messages never contain the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
-    #[error("the value is not encrypted (no `enc:v1:` prefix)")]
+    #[error("the value is not encrypted (no `enc:` prefix)")]
     NotEncrypted,
     #[error("the encrypted value is malformed")]
     Malformed,
+    #[error(
+        "the value was encrypted under key id {0}, which this node does not hold: add that \
+         key to secret_key_previous_files (or RAFTGATE_SECRET_KEY_PREVIOUS)"
+    )]
+    UnknownKey(String),
     #[error("the value cannot be decrypted: wrong secret key, or the value was altered")]
     WrongKey,
 }
 
-/// Encrypts and decrypts secrets with the cluster's key-encryption key.
-pub struct SecretBox {
+struct Kek {
+    id: String,
     cipher: Aes256Gcm,
+}
+
+impl Kek {
+    fn new(key: &[u8; 32]) -> Kek {
+        Kek {
+            id: key_id(key),
+            cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key)),
+        }
+    }
+}
+
+/// The id of a key: the first hex characters of a domain-separated SHA-256 of it.
+pub fn key_id(key: &[u8; 32]) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"raftgate secret key id\0")
+        .chain_update(key)
+        .finalize();
+    hex::encode(digest)[..KID_LEN].to_string()
+}
+
+/// Encrypts with the current key and decrypts with any key of the ring.
+pub struct SecretBox {
+    current: Kek,
+    previous: Vec<Kek>,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -43,15 +91,26 @@ impl std::fmt::Debug for SecretBox {
 }
 
 impl SecretBox {
-    /// The key from `cfg.secret_key_file` or the `RAFTGATE_SECRET_KEY` environment
-    /// variable; `None` when neither is set. Both set, an unreadable file or a malformed
-    /// key is a configuration error (exit 64). Called once at start-up.
+    /// The ring from `cfg.secret_key_file` or `RAFTGATE_SECRET_KEY`, plus
+    /// `cfg.secret_key_previous_files` and `RAFTGATE_SECRET_KEY_PREVIOUS`; `None` when no
+    /// current key is set. Both current sources set, previous keys without a current one,
+    /// an unreadable file or a malformed key is a configuration error (exit 64).
     pub fn from_config(cfg: &NodeConfig) -> anyhow::Result<Option<SecretBox>> {
-        let env = std::env::var(KEY_ENV).ok().filter(|v| !v.trim().is_empty());
-        Self::from_sources(cfg.secret_key_file.as_deref(), env.as_deref())
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self::from_sources(
+            cfg.secret_key_file.as_deref(),
+            env(KEY_ENV).as_deref(),
+            &cfg.secret_key_previous_files,
+            env(PREVIOUS_KEYS_ENV).as_deref(),
+        )
     }
 
-    fn from_sources(file: Option<&Path>, env: Option<&str>) -> anyhow::Result<Option<SecretBox>> {
+    fn from_sources(
+        file: Option<&Path>,
+        env: Option<&str>,
+        previous_files: &[PathBuf],
+        previous_env: Option<&str>,
+    ) -> anyhow::Result<Option<SecretBox>> {
         let key = match (file, env) {
             (Some(_), Some(_)) => {
                 return Err(bad(format!(
@@ -65,52 +124,176 @@ impl SecretBox {
                     "{KEY_ENV} is not 64 hex characters or base64 of 32 bytes"
                 ))
             })?,
-            (None, None) => return Ok(None),
+            (None, None) => {
+                if !previous_files.is_empty() || previous_env.is_some() {
+                    return Err(bad(format!(
+                        "previous secret keys are set but no current one: set secret_key_file \
+                         or {KEY_ENV} to the key new secrets are encrypted with"
+                    ))
+                    .into());
+                }
+                return Ok(None);
+            }
         };
-        Ok(Some(SecretBox::from_key(key)))
+        let mut previous = Vec::new();
+        for path in previous_files {
+            previous.push(read_key_file(path)?);
+        }
+        for (i, text) in previous_env
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .enumerate()
+        {
+            previous.push(parse_key(text.as_bytes()).ok_or_else(|| {
+                bad(format!(
+                    "key {} of {PREVIOUS_KEYS_ENV} is not 64 hex characters or base64 of 32 bytes",
+                    i + 1
+                ))
+            })?);
+        }
+        Ok(Some(SecretBox::from_key(key).with_previous(&previous)))
     }
 
+    /// A ring with `key` alone.
     pub fn from_key(key: [u8; 32]) -> SecretBox {
         SecretBox {
-            cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(key)),
+            current: Kek::new(&key),
+            previous: Vec::new(),
         }
+    }
+
+    /// Adds decrypt-only keys; the current key and duplicates are skipped.
+    pub fn with_previous(mut self, keys: &[[u8; 32]]) -> SecretBox {
+        for key in keys {
+            let kek = Kek::new(key);
+            if kek.id != self.current.id && self.previous.iter().all(|p| p.id != kek.id) {
+                self.previous.push(kek);
+            }
+        }
+        self
+    }
+
+    /// Id of the key new values are encrypted with.
+    pub fn key_id(&self) -> &str {
+        &self.current.id
+    }
+
+    /// Ids of the decrypt-only keys.
+    pub fn previous_key_ids(&self) -> Vec<&str> {
+        self.previous.iter().map(|k| k.id.as_str()).collect()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &Kek> {
+        std::iter::once(&self.current).chain(self.previous.iter())
     }
 
     /// Encrypts with a fresh random nonce, so equal plaintexts give different outputs.
     pub fn encrypt(&self, plaintext: &str) -> String {
+        self.encrypt_bytes(plaintext.as_bytes())
+    }
+
+    /// [`SecretBox::encrypt`] for binary secrets.
+    pub fn encrypt_bytes(&self, plaintext: &[u8]) -> String {
+        let header = format!("{PREFIX_V2}{}:", self.current.id);
         let nonce: [u8; NONCE_LEN] = rand::random();
         let sealed = self
+            .current
             .cipher
-            .encrypt(&Nonce::from(nonce), plaintext.as_bytes())
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: header.as_bytes(),
+                },
+            )
             .expect("AES-GCM fails only for inputs near 64 GiB; admin bodies are at most 1 MiB");
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
-        format!("{PREFIX}{}", B64.encode(out))
+        format!("{header}{}", B64.encode(out))
     }
 
-    /// Decrypts a value produced by [`SecretBox::encrypt`] under the same key.
+    /// Decrypts a value produced by [`SecretBox::encrypt`] under any key of the ring.
     pub fn decrypt(&self, stored: &str) -> Result<String, SecretError> {
-        let body = stored
-            .strip_prefix(PREFIX)
-            .ok_or(SecretError::NotEncrypted)?;
-        let bytes = B64.decode(body).map_err(|_| SecretError::Malformed)?;
-        if bytes.len() < NONCE_LEN + TAG_LEN {
-            return Err(SecretError::Malformed);
+        String::from_utf8(self.decrypt_bytes(stored)?).map_err(|_| SecretError::Malformed)
+    }
+
+    /// [`SecretBox::decrypt`] for binary secrets.
+    pub fn decrypt_bytes(&self, stored: &str) -> Result<Vec<u8>, SecretError> {
+        self.open(stored).map(|(plain, _)| plain)
+    }
+
+    /// Id of the key that opens `stored` (for `enc:v1:` values: the one that decrypts it).
+    pub fn key_of(&self, stored: &str) -> Result<&str, SecretError> {
+        self.open(stored).map(|(_, kek)| kek.id.as_str())
+    }
+
+    /// Whether `stored` is encrypted under the current key in the current format.
+    pub fn is_current(&self, stored: &str) -> bool {
+        matches!(split_v2(stored), Some(Ok((kid, _))) if kid == self.current.id)
+    }
+
+    fn open(&self, stored: &str) -> Result<(Vec<u8>, &Kek), SecretError> {
+        if let Some(parts) = split_v2(stored) {
+            let (kid, body) = parts?;
+            let kek = self
+                .keys()
+                .find(|k| k.id == kid)
+                .ok_or_else(|| SecretError::UnknownKey(kid.to_string()))?;
+            let header = &stored[..stored.len() - body.len()];
+            let (nonce, sealed) = unpack(body)?;
+            let plain = kek
+                .cipher
+                .decrypt(
+                    &Nonce::from(nonce),
+                    Payload {
+                        msg: &sealed,
+                        aad: header.as_bytes(),
+                    },
+                )
+                .map_err(|_| SecretError::WrongKey)?;
+            return Ok((plain, kek));
         }
-        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SecretError::Malformed)?;
-        let plain = self
-            .cipher
-            .decrypt(&Nonce::from(nonce), sealed)
-            .map_err(|_| SecretError::WrongKey)?;
-        String::from_utf8(plain).map_err(|_| SecretError::Malformed)
+        let body = stored
+            .strip_prefix(PREFIX_V1)
+            .ok_or(SecretError::NotEncrypted)?;
+        let (nonce, sealed) = unpack(body)?;
+        self.keys()
+            .find_map(|k| {
+                k.cipher
+                    .decrypt(&Nonce::from(nonce), sealed.as_slice())
+                    .ok()
+                    .map(|p| (p, k))
+            })
+            .ok_or(SecretError::WrongKey)
     }
 
     /// Whether `stored` has the form of an encrypted value (it may still fail to decrypt).
     pub fn is_encrypted(stored: &str) -> bool {
-        stored.starts_with(PREFIX)
+        stored.starts_with(PREFIX_V1) || stored.starts_with(PREFIX_V2)
     }
+}
+
+/// `(kid, base64 body)` of an `enc:v2:` value; `None` for other values.
+fn split_v2(stored: &str) -> Option<Result<(&str, &str), SecretError>> {
+    let rest = stored.strip_prefix(PREFIX_V2)?;
+    Some(
+        rest.split_once(':')
+            .filter(|(kid, _)| kid.len() == KID_LEN)
+            .ok_or(SecretError::Malformed),
+    )
+}
+
+fn unpack(body: &str) -> Result<([u8; NONCE_LEN], Vec<u8>), SecretError> {
+    let bytes = B64.decode(body).map_err(|_| SecretError::Malformed)?;
+    if bytes.len() < NONCE_LEN + TAG_LEN {
+        return Err(SecretError::Malformed);
+    }
+    let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SecretError::Malformed)?;
+    Ok((nonce, sealed.to_vec()))
 }
 
 fn bad(message: String) -> ConfigError {
@@ -160,6 +343,38 @@ fn parse_key(text: &[u8]) -> Option<[u8; 32]> {
     decoded.try_into().ok()
 }
 
+/// Outside `insecure` mode a node must hold a key: every cluster stores at least its
+/// admin-token signing secret, and that must not reach the disk in the clear. Insecure
+/// (test) nodes may run without one: the signing secret is then stored as is, and writes
+/// of other secrets are refused (`secret_key_missing`).
+pub fn check_policy(cfg: &NodeConfig, ring: Option<&SecretBox>) -> Result<(), ConfigError> {
+    match ring {
+        Some(sb) => {
+            tracing::info!(
+                key_id = sb.key_id(),
+                previous_key_ids = ?sb.previous_key_ids(),
+                "secret key ring loaded"
+            );
+            Ok(())
+        }
+        None if cfg.insecure => {
+            tracing::warn!(
+                "no secret key (secret_key_file / {KEY_ENV}): the admin-token signing secret \
+                 is stored in the clear, and provider keys, certificates and jwt secrets \
+                 cannot be stored"
+            );
+            Ok(())
+        }
+        None => Err(bad(format!(
+            "serve needs a secret key that encrypts stored secrets (the admin-token signing \
+             secret, provider keys, certificate keys, jwt secrets): set secret_key_file \
+             (--secret-key-file, RAFTGATE_SECRET_KEY_FILE) or {KEY_ENV}, the same 32 bytes on \
+             every node (`openssl rand -hex 32`), or set insecure = true on a private test \
+             network"
+        ))),
+    }
+}
+
 /// Writes a fresh random key as hex to `path` (mode 0600) unless the file exists;
 /// `raftgate dev` uses it on first run.
 pub fn ensure_key_file(path: &Path) -> anyhow::Result<()> {
@@ -180,108 +395,23 @@ pub fn ensure_key_file(path: &Path) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use super::*;
 
-    fn boxed(byte: u8) -> SecretBox {
-        SecretBox::from_key([byte; 32])
-    }
-
-    #[test]
-    fn round_trip() {
-        let b = boxed(1);
-        let sealed = b.encrypt("-----BEGIN PRIVATE KEY-----\nabc\n");
-        assert!(SecretBox::is_encrypted(&sealed));
-        // A long fragment: a short one like "abc" turns up in random base64 now and then.
-        assert!(!sealed.contains("PRIVATE KEY"));
-        assert_eq!(
-            b.decrypt(&sealed).as_deref(),
-            Ok("-----BEGIN PRIVATE KEY-----\nabc\n")
-        );
-        assert_eq!(b.decrypt(&b.encrypt("")).as_deref(), Ok(""));
-    }
-
-    #[test]
-    fn wrong_key_fails() {
-        let sealed = boxed(1).encrypt("secret");
-        assert_eq!(boxed(2).decrypt(&sealed), Err(SecretError::WrongKey));
-    }
-
-    #[test]
-    fn tampering_fails() {
-        let b = boxed(1);
-        let sealed = b.encrypt("secret");
-        let mut raw = B64.decode(&sealed[PREFIX.len()..]).expect("base64");
-        let last = raw.len() - 1;
-        raw[last] ^= 1;
-        let forged = format!("{PREFIX}{}", B64.encode(&raw));
-        assert_eq!(b.decrypt(&forged), Err(SecretError::WrongKey));
-        raw[last] ^= 1;
-        raw[NONCE_LEN] ^= 0x80;
-        let forged = format!("{PREFIX}{}", B64.encode(&raw));
-        assert_eq!(b.decrypt(&forged), Err(SecretError::WrongKey));
-        assert_eq!(b.decrypt("plain"), Err(SecretError::NotEncrypted));
-        assert_eq!(b.decrypt("enc:v1:!!!"), Err(SecretError::Malformed));
-        assert_eq!(b.decrypt("enc:v1:AAAA"), Err(SecretError::Malformed));
-    }
-
-    #[test]
-    fn nonce_differs_per_call() {
-        let b = boxed(1);
-        let (x, y) = (b.encrypt("same"), b.encrypt("same"));
-        assert_ne!(x, y);
-        let nonce = |s: &str| B64.decode(&s[PREFIX.len()..]).expect("b64")[..NONCE_LEN].to_vec();
-        assert_ne!(nonce(&x), nonce(&y));
-    }
-
-    #[test]
-    fn errors_do_not_leak_the_value() {
-        let sealed = boxed(1).encrypt("hunter2-hunter2");
-        let err = boxed(2).decrypt(&sealed).expect_err("wrong key");
-        assert!(!format!("{err} {err:?}").contains("hunter2"));
-        assert_eq!(format!("{:?}", boxed(1)), "SecretBox(..)");
-    }
-
-    #[test]
-    fn key_sources() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let hex_key = "ab".repeat(32);
-        assert!(SecretBox::from_sources(None, None).expect("none").is_none());
-        let from_env = SecretBox::from_sources(None, Some(&hex_key))
-            .expect("hex")
-            .expect("some");
-        let b64 = B64.encode([0xab; 32]);
-        let from_b64 = SecretBox::from_sources(None, Some(&b64))
-            .expect("b64")
-            .expect("some");
-        assert_eq!(from_b64.decrypt(&from_env.encrypt("x")).as_deref(), Ok("x"));
-        assert!(SecretBox::from_sources(None, Some("abcd")).is_err());
-
-        let path = dir.path().join("secret.key");
-        ensure_key_file(&path).expect("generate");
-        let first = std::fs::read_to_string(&path).expect("read");
-        ensure_key_file(&path).expect("kept");
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), first);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        let from_file = SecretBox::from_sources(Some(&path), None)
-            .expect("file")
-            .expect("some");
-        let again = SecretBox::from_sources(Some(&path), None)
-            .expect("file")
-            .expect("some");
-        assert_eq!(again.decrypt(&from_file.encrypt("y")).as_deref(), Ok("y"));
-
-        let err = SecretBox::from_sources(Some(&path), Some(&hex_key)).expect_err("both");
-        assert!(err.downcast_ref::<ConfigError>().is_some());
-        let err = SecretBox::from_sources(Some(&dir.path().join("missing")), None)
-            .expect_err("missing file");
-        assert!(err.downcast_ref::<ConfigError>().is_some(), "{err:#}");
-        std::fs::write(dir.path().join("short"), "abc").expect("write");
-        assert!(SecretBox::from_sources(Some(&dir.path().join("short")), None).is_err());
+    /// An `enc:v1:` value as the previous release wrote it (no key id, no associated data).
+    pub fn v1(b: &SecretBox, plain: &str) -> String {
+        let nonce: [u8; NONCE_LEN] = rand::random();
+        let sealed = b
+            .current
+            .cipher
+            .encrypt(&Nonce::from(nonce), plain.as_bytes())
+            .expect("encrypt");
+        format!(
+            "{PREFIX_V1}{}",
+            B64.encode([nonce.as_slice(), &sealed].concat())
+        )
     }
 }
+
+#[cfg(test)]
+mod tests;

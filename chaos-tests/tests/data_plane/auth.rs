@@ -245,7 +245,12 @@ async fn call(gw: &Gateway, path: &str, token: &str) -> reqwest::Response {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_hs256_accepts_a_valid_token_and_refuses_every_bad_one() {
     let _serial = serial().await;
-    let gw = Gateway::start().await;
+    // HS256 secrets are stored encrypted: the node needs a secret key (docs/security.md).
+    let gw = Gateway::start_with(raftgate_chaos::ClusterBuilder::new(1).env(
+        "RAFTGATE_SECRET_KEY",
+        "5ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2",
+    ))
+    .await;
     let secret = "hs256-test-secret-of-a-decent-length";
     let jwt = json!({"jwt_auth": {"algorithm": "HS256", "secret": secret, "issuer": "https://idp.test",
         "audience": "gateway", "consumer_claim": "sub", "leeway_s": 0}});

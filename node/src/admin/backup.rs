@@ -9,14 +9,15 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use raftgate_store::backup::{self, BackupHeader};
-use raftgate_store::model::{Kind, Resource};
+use raftgate_store::model::Kind;
 use raftgate_store::state::{State as Replicated, StateImage};
 use raftgate_store::{codec, Command, Op};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::AppState;
-use crate::secrets::SecretBox;
+use crate::secrets::{stored, SecretBox};
+use raftgate_store::reencrypt::SecretSlot;
 
 /// Largest restore entry (and backup payload) a restore accepts: a quarter of the Raft
 /// message limit. The entry travels whole in one AppendEntries (next to other entries of
@@ -112,21 +113,25 @@ pub async fn restore(
             payload.len()
         )));
     }
-    let image: StateImage = codec::decode(payload).map_err(|e| invalid(e.into()))?;
+    let mut image: StateImage =
+        raftgate_store::state::decode_image(payload).map_err(|e| invalid(e.into()))?;
+    // Secrets an older release kept in the clear enter the log encrypted.
+    if let Some(sb) = state.secrets.as_deref() {
+        stored::seal_image(sb, &mut image);
+    }
     // The same checks apply runs, here first: a refused restore never enters the log.
     let restored = Replicated::checked_image(&image, 0)?;
     check_secrets(state.secrets.as_deref(), &restored)?;
-    let old_secret = state
-        .config
-        .load()
-        .state
-        .cluster()
-        .map(|c| c.token_secret.clone());
-    let secret_changed = match (&old_secret, &image.cluster) {
-        (Some(old), Some(new)) => *old != new.token_secret,
-        _ => false,
+    let secret_changed = match &image.cluster {
+        Some(new) => {
+            let slot = SecretSlot::TokenSecret;
+            let new = stored::open(state.secrets.as_deref(), &slot, &new.token_secret).ok();
+            state.token_secret().ok() != new
+        }
+        None => false,
     };
-    let cmd = Command::new(claims.sub.clone(), Op::Restore(image));
+    let cmd = Command::new(claims.sub.clone(), Op::Restore(image))
+        .with_origin(super::audit::origin(&state, &claims));
     let size = codec::encode(&cmd)
         .map_err(|e| ApiError::internal(format!("cannot encode the restore: {e}")))?
         .len();
@@ -165,23 +170,16 @@ fn invalid(e: backup::BackupError) -> ApiError {
 }
 
 /// Refuses a backup whose encrypted secrets this node cannot decrypt: they were written
-/// under another `RAFTGATE_SECRET_KEY`, and the restored providers and certificates
-/// would fail at their first use instead of now.
+/// under a key this node does not hold, and the restored providers, certificates, routes
+/// and admin tokens would fail at their first use instead of now.
 fn check_secrets(secrets: Option<&SecretBox>, st: &Replicated) -> Result<(), ApiError> {
     let mut bad = Vec::new();
-    for kind in [Kind::Provider, Kind::Certificate] {
-        for stored in st.list(kind) {
-            let sealed = match &stored.resource {
-                Resource::Provider(p) => p.api_key.as_deref(),
-                Resource::Certificate(c) => Some(c.key_pem.as_str()),
-                _ => None,
-            };
-            let Some(sealed) = sealed.filter(|s| SecretBox::is_encrypted(s)) else {
-                continue;
-            };
-            if secrets.is_none_or(|b| b.decrypt(sealed).is_err()) {
-                bad.push(format!("{kind} '{}'", stored.resource.id()));
-            }
+    for (slot, value) in stored::stored_secrets(st) {
+        if let stored::Seal::Unreadable { id } = stored::seal_of(secrets, &slot, &value) {
+            bad.push(match id {
+                Some(id) => format!("{} (key id {id})", slot.describe()),
+                None => slot.describe(),
+            });
         }
     }
     if bad.is_empty() {
@@ -192,9 +190,9 @@ fn check_secrets(secrets: Option<&SecretBox>, st: &Replicated) -> Result<(), Api
         StatusCode::UNPROCESSABLE_ENTITY,
         "secret_key_mismatch",
         format!(
-            "this node cannot decrypt the secrets of {}{}: the backup was written under another \
-             secret key; run every node with the RAFTGATE_SECRET_KEY (or secret_key_file) of \
-             the backed-up cluster, then restore",
+            "this node cannot decrypt {}{}: the backup was written under another secret key; \
+             run every node with that key in its key ring (secret_key_file, or \
+             secret_key_previous_files / RAFTGATE_SECRET_KEY_PREVIOUS), then restore",
             shown.join(", "),
             if bad.len() > shown.len() {
                 format!(" and {} more", bad.len() - shown.len())

@@ -58,6 +58,14 @@ pub fn prepare(
             for (i, p) in new.policies.iter_mut().enumerate() {
                 let Policy::JwtAuth(jwt) = p else { continue };
                 if jwt.secret.as_deref() != Some(REDACTED) {
+                    if jwt.secret.as_deref().is_some_and(SecretBox::is_encrypted) {
+                        return Err(invalid(
+                            Kind::Route,
+                            &new.id,
+                            "policies.jwt_auth.secret",
+                            "send the secret; encrypted 'enc:' values are made by the gateway",
+                        ));
+                    }
                     continue;
                 }
                 // Matched by position: the policy at the same index must be a jwt_auth.
@@ -76,6 +84,7 @@ pub fn prepare(
                     }
                 }
             }
+            jwt_secrets(secrets, res)?;
         }
         Resource::Certificate(new) => {
             let old = match old {
@@ -89,6 +98,53 @@ pub fn prepare(
     Ok(())
 }
 
+/// Encrypts the route's plaintext jwt_auth secrets (kept ones are already encrypted),
+/// after checking the route with its plaintext: apply sees only the ciphertext.
+fn jwt_secrets(secrets: Option<&SecretBox>, res: &mut Resource) -> Result<(), ApiError> {
+    let Resource::Route(route) = &*res else {
+        return Ok(());
+    };
+    let plain = |p: &Policy| match p {
+        Policy::JwtAuth(j) => j
+            .secret
+            .as_deref()
+            .is_some_and(|s| !SecretBox::is_encrypted(s)),
+        _ => false,
+    };
+    if !route.policies.iter().any(plain) {
+        return Ok(());
+    }
+    let Some(secrets) = secrets else {
+        return Err(missing_key("jwt_auth secrets"));
+    };
+    raftgate_store::validate::validate(res)?;
+    let Resource::Route(route) = res else {
+        return Ok(());
+    };
+    for p in route.policies.iter_mut() {
+        if let Policy::JwtAuth(j) = p {
+            if let Some(s) = j.secret.as_mut() {
+                if !SecretBox::is_encrypted(s) {
+                    *s = secrets.encrypt(s);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The refusal of a secret write on a node without a key ring.
+fn missing_key(what: &str) -> ApiError {
+    ApiError::bad_request(
+        "secret_key_missing",
+        format!(
+            "{what} are encrypted before they are replicated: set secret_key_file in the node \
+             config (or --secret-key-file / RAFTGATE_SECRET_KEY_FILE, or the key itself in \
+             RAFTGATE_SECRET_KEY) on every node, with the same 32-byte key"
+        ),
+    )
+}
+
 /// A provider's API key as it enters the log: encrypted under the node's secret key.
 fn provider_key(secrets: Option<&SecretBox>, id: &str, key: &str) -> Result<String, ApiError> {
     if SecretBox::is_encrypted(key) {
@@ -96,15 +152,10 @@ fn provider_key(secrets: Option<&SecretBox>, id: &str, key: &str) -> Result<Stri
             Kind::Provider,
             id,
             "api_key",
-            "send the provider's key; encrypted 'enc:v1:' values are made by the gateway",
+            "send the provider's key; encrypted 'enc:' values are made by the gateway",
         ));
     }
-    let secrets = secrets.ok_or_else(|| {
-        ApiError::bad_request(
-            "secret_key_missing",
-            "provider API keys are encrypted before they are replicated: set secret_key_file              in the node config (or --secret-key-file / RAFTGATE_SECRET_KEY_FILE, or the key              itself in RAFTGATE_SECRET_KEY) on every node, with the same 32-byte key",
-        )
-    })?;
+    let secrets = secrets.ok_or_else(|| missing_key("provider API keys"))?;
     Ok(secrets.encrypt(key))
 }
 
@@ -115,14 +166,7 @@ pub fn certificate(
     new: &mut Certificate,
     old: Option<&Certificate>,
 ) -> Result<(), ApiError> {
-    let secrets = secrets.ok_or_else(|| {
-        ApiError::bad_request(
-            "secret_key_missing",
-            "certificates need a secret key to encrypt their private key: set secret_key_file \
-             in the node config (or --secret-key-file / RAFTGATE_SECRET_KEY_FILE, or the key \
-             itself in RAFTGATE_SECRET_KEY) on every node, with the same 32-byte key",
-        )
-    })?;
+    let secrets = secrets.ok_or_else(|| missing_key("certificate private keys"))?;
     let id = new.id.clone();
     let (plaintext, stored) = if new.key_pem == REDACTED {
         let old = old.ok_or_else(|| placeholder_on_create(Kind::Certificate, &id, "key_pem"))?;
@@ -145,7 +189,7 @@ pub fn certificate(
             Kind::Certificate,
             &id,
             "key_pem",
-            "send the PEM private key; encrypted 'enc:v1:' values are made by the gateway",
+            "send the PEM private key; encrypted 'enc:' values are made by the gateway",
         ));
     } else {
         (new.key_pem.clone(), secrets.encrypt(&new.key_pem))
@@ -277,10 +321,38 @@ mod tests {
             r
         };
         let key_auth = || Policy::KeyAuth(KeyAuth::default());
-        let old = route(vec![key_auth(), jwt("0123456789abcdef-old")]);
+        let jwt_secret = |r: &Resource| match r {
+            Resource::Route(rt) => rt.policies.iter().find_map(|p| match p {
+                Policy::JwtAuth(j) => j.secret.clone(),
+                _ => None,
+            }),
+            _ => None,
+        };
+        // A new jwt secret is checked in the clear, then encrypted; refused without a key.
+        let mut fresh = route(vec![key_auth(), jwt("0123456789abcdef-old")]);
+        let e = prepare(None, &mut fresh, None).expect_err("no secret key");
+        assert_eq!(e.code, "secret_key_missing");
+        prepare(Some(&sb), &mut fresh, None).expect("encrypted");
+        let sealed = jwt_secret(&fresh).expect("a secret");
+        assert!(sealed.starts_with("enc:v2:") && !sealed.contains("abcdef-old"));
+        assert_eq!(sb.decrypt(&sealed).as_deref(), Ok("0123456789abcdef-old"));
+        let e = prepare(Some(&sb), &mut route(vec![jwt("short")]), None).expect_err("short");
+        assert_eq!(field_of(&e), "policies.jwt_auth.secret");
+        let e = prepare(Some(&sb), &mut route(vec![jwt(&sealed)]), None).expect_err("sent sealed");
+        assert_eq!(field_of(&e), "policies.jwt_auth.secret");
+        let old = fresh;
         let mut new = route(vec![key_auth(), jwt(REDACTED)]);
-        prepare(None, &mut new, Some(&old)).expect("same position");
+        prepare(None, &mut new, Some(&old)).expect("same position, no key needed");
         assert_eq!(new, old);
+        // A secret stored in the clear before encryption existed is encrypted when kept.
+        let legacy = route(vec![key_auth(), jwt("0123456789abcdef-legacy")]);
+        let mut kept = route(vec![key_auth(), jwt(REDACTED)]);
+        prepare(Some(&sb), &mut kept, Some(&legacy)).expect("kept");
+        let sealed = jwt_secret(&kept).expect("a secret");
+        assert_eq!(
+            sb.decrypt(&sealed).as_deref(),
+            Ok("0123456789abcdef-legacy")
+        );
         // Moved to another position: no stored secret to keep.
         let mut moved = route(vec![jwt(REDACTED), key_auth()]);
         let e = prepare(None, &mut moved, Some(&old)).expect_err("moved");

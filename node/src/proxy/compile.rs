@@ -435,7 +435,10 @@ fn compile_route(
     for p in &r.policies {
         match p {
             Policy::KeyAuth(k) => rt.auth.push(Authenticator::key(k)?),
-            Policy::JwtAuth(j) => rt.auth.push(Authenticator::jwt(j)?),
+            Policy::JwtAuth(j) => rt.auth.push(Authenticator::jwt(&crate::secrets::open_jwt(
+                j,
+                ctx.secrets,
+            )?)?),
             Policy::IpRestriction(ip) => rt.ip = Some(IpRule::compile(ip)?),
             Policy::Headers(h) => {
                 let (req, resp) = HeaderOps::from_rules(h)?;
