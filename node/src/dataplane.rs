@@ -6,42 +6,38 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::proxy::{handle, DataPlane};
+use crate::shield::serve::{serve_conn, Held};
+use crate::shield::{Port, Shield};
 
-/// Time a client has to send a request's headers (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a TLS client has to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn builder() -> Builder<TokioExecutor> {
-    let mut b = Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(256 * 1024);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(1024)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    b
-}
-
-async fn serve_conn<IO>(dp: Arc<DataPlane>, io: IO, conn: crate::proxy::ConnInfo)
-where
+async fn serve_conn_dp<IO>(
+    dp: Arc<DataPlane>,
+    shield: Arc<Shield>,
+    builder: Arc<Builder<TokioExecutor>>,
+    io: IO,
+    conn: crate::proxy::ConnInfo,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     dp.metrics.connections.inc();
     let d = dp.clone();
-    let svc = hyper::service::service_fn(move |req| handle(d.clone(), conn, req));
-    let _ = builder()
-        .serve_connection_with_upgrades(TokioIo::new(io), svc)
-        .await;
+    let make = |activity: Arc<crate::shield::serve::Activity>| {
+        hyper::service::service_fn(move |req| {
+            let guard = activity.enter();
+            let fut = handle(d.clone(), conn, req);
+            async move { fut.await.map(|r| r.map(|b| Held::new(b, guard))) }
+        })
+    };
+    serve_conn(&shield, Port::Data, &builder, io, make).await;
     dp.metrics.connections.dec();
 }
 
@@ -62,6 +58,10 @@ async fn accept(
     tls: Option<TlsAcceptor>,
     stop: impl Future<Output = ()>,
 ) {
+    let Some(shield) = dp.shield.get().cloned() else {
+        return tracing::error!("data plane: started without limits");
+    };
+    let builder = Arc::new(crate::shield::serve::builder(&shield.limits));
     tokio::pin!(stop);
     loop {
         let conn = tokio::select! {
@@ -77,19 +77,28 @@ async fn accept(
                 continue;
             }
         };
+        // Over the per-IP cap: closed right after accept, before any TLS or HTTP work.
+        let Some(slot) = shield.admit(Port::Data, peer.ip()) else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let dp = dp.clone();
+        let (dp, shield, builder) = (dp.clone(), shield.clone(), builder.clone());
         match tls.clone() {
             None => {
                 let info = crate::proxy::ConnInfo { peer, tls: false };
-                tokio::spawn(serve_conn(dp, stream, info));
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    serve_conn_dp(dp, shield, builder, stream, info).await
+                });
             }
             Some(acceptor) => {
                 tokio::spawn(async move {
+                    let _slot = slot;
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let info = crate::proxy::ConnInfo { peer, tls: true };
-                            serve_conn(dp, tls, info).await;
+                            serve_conn_dp(dp, shield, builder, tls, info).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

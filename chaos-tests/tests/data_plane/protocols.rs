@@ -173,7 +173,9 @@ const MIB: u64 = 1 << 20;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_stream_both_ways_in_bounded_memory() {
     let _serial = serial().await;
-    let gw = Gateway::start().await;
+    // No default body limit (10 MiB): the upload below is 256 MiB.
+    let nodes = raftgate_chaos::ClusterBuilder::new(1).env("RAFTGATE_MAX_REQUEST_BODY_BYTES", "0");
+    let gw = Gateway::start_with(nodes).await;
     let _server = setup(&gw, "http1").await;
     let client = data_client()
         .timeout(Duration::from_secs(300))

@@ -246,6 +246,8 @@ impl Llm {
                 )
             })?
             .to_bytes();
+        crate::shield::check_depth(&raw, crate::shield::json_depth())
+            .map_err(|e| LlmError::new(StatusCode::BAD_REQUEST, "json_too_deep", e.to_string()))?;
         let client_req: Value = serde_json::from_slice(&raw)
             .map_err(|e| LlmError::bad_request(format!("the body is not valid JSON: {e}")))?;
         let req = match api {

@@ -77,6 +77,8 @@ impl Llm {
         if let Some(tap) = tap {
             tap.whole(&raw);
         }
+        crate::shield::check_depth(&raw, crate::shield::json_depth())
+            .map_err(|e| LlmError::new(StatusCode::BAD_REQUEST, "json_too_deep", e.to_string()))?;
         let body: Value = if raw.iter().all(u8::is_ascii_whitespace) {
             json!({})
         } else {

@@ -129,6 +129,10 @@ pub enum AuthError {
     UnknownConsumer(String),
     #[error("consumer {0:?} is disabled")]
     Disabled(String),
+    /// The client IP used up its failed-authentication budget (`crate::shield`), so a
+    /// token's signature is not checked.
+    #[error("too many requests without valid credentials from this address; retry later")]
+    Throttled,
 }
 
 impl AuthError {
@@ -136,6 +140,7 @@ impl AuthError {
     pub fn status(&self) -> http::StatusCode {
         match self {
             AuthError::Disabled(_) => http::StatusCode::FORBIDDEN,
+            AuthError::Throttled => http::StatusCode::TOO_MANY_REQUESTS,
             _ => http::StatusCode::UNAUTHORIZED,
         }
     }
@@ -143,6 +148,7 @@ impl AuthError {
     pub fn code(&self) -> &'static str {
         match self {
             AuthError::Disabled(_) => "consumer_disabled",
+            AuthError::Throttled => "too_many_unauthenticated",
             _ => "unauthorized",
         }
     }
@@ -174,6 +180,18 @@ pub fn authenticate(
     parts: &Parts,
     state: &State,
     now_ms: u64,
+) -> Result<Identity, AuthError> {
+    authenticate_gated(auths, parts, state, now_ms, &|| true)
+}
+
+/// [`authenticate`], but a JWT's (costly) signature is checked only when `jwt_ok()`
+/// says so; API keys (one hash and a lookup) are always checked.
+pub fn authenticate_gated(
+    auths: &[Authenticator],
+    parts: &Parts,
+    state: &State,
+    now_ms: u64,
+    jwt_ok: &dyn Fn() -> bool,
 ) -> Result<Identity, AuthError> {
     for a in auths {
         match a {
@@ -211,6 +229,9 @@ pub fn authenticate(
             }
             Authenticator::Jwt(rule) => {
                 if let Some(token) = bearer(parts) {
+                    if !jwt_ok() {
+                        return Err(AuthError::Throttled);
+                    }
                     return jwt_identity(rule, token, state);
                 }
             }

@@ -22,8 +22,10 @@ use crate::proxy::policy::CorsVerdict;
 use crate::proxy::quota_check::check_quotas;
 use crate::proxy::rewrite::rewrite;
 use crate::proxy::target::now_ms;
+use crate::proxy::unauth::{llm_guarded, too_many_unauthenticated};
 use crate::proxy::{BoxError, DataPlane, ProxyBody};
 use crate::quota::Quotas;
+use crate::shield::{Port, Shield};
 use crate::telemetry::trace_context::TRACEPARENT;
 
 /// The client side of one connection.
@@ -208,17 +210,42 @@ pub async fn handle(
         capture: None,
     };
     let mut extra = HeaderMap::new();
+    let shield = dp.shield.get().map(|s| &**s);
     let result = match crate::llm::Api::of(&parts.method, uri.path()) {
+        // HTTP/1 is refused by hyper's parser before this; HTTP/2 has no count limit.
+        _ if shield.is_some_and(|s| s.too_many_headers(Port::Data, parts.headers.len())) => {
+            Err(fail(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too_many_headers",
+                "the request has too many header fields",
+            ))
+        }
         // The LLM API is reserved on every data-plane port, before user routes.
-        Some(api) => Ok(dp
-            .llm
-            .serve(api, &compiled, &parts, body, &mut outcome)
-            .await),
+        Some(api) => match shield {
+            Some(s) => {
+                llm_guarded(
+                    &dp,
+                    s,
+                    api,
+                    &compiled,
+                    &parts,
+                    body,
+                    &mut outcome,
+                    &mut extra,
+                )
+                .await
+            }
+            None => Ok(dp
+                .llm
+                .serve(api, &compiled, &parts, body, &mut outcome)
+                .await),
+        },
         None => {
             route_and_forward(
                 &compiled,
                 &dp.quotas,
                 &dp.llm,
+                shield,
                 conn,
                 &mut parts,
                 body,
@@ -335,6 +362,7 @@ async fn route_and_forward(
     compiled: &Arc<Compiled>,
     quotas: &Quotas,
     llm: &Llm,
+    shield: Option<&Shield>,
     conn: ConnInfo,
     parts: &mut http::request::Parts,
     body: Incoming,
@@ -397,7 +425,21 @@ async fn route_and_forward(
     let identity = if route.auth.is_empty() {
         None
     } else {
-        let id = auth::authenticate(&route.auth, parts, state, unix_ms())
+        let ip = conn.peer.ip();
+        // A client IP over its failed-authentication budget gets no JWT signature check.
+        let jwt_ok = || shield.is_none_or(|s| !s.blocked(ip));
+        let found = auth::authenticate_gated(&route.auth, parts, state, unix_ms(), &jwt_ok);
+        if let (Err(e), Some(s)) = (&found, shield) {
+            if e.status() == StatusCode::UNAUTHORIZED {
+                if let Err(retry) = s.failed_auth(Port::Data, ip) {
+                    return Err(too_many_unauthenticated(retry, extra));
+                }
+            } else if matches!(e, auth::AuthError::Throttled) {
+                s.refused_unauthenticated(Port::Data);
+                extra.insert(header::RETRY_AFTER, HeaderValue::from(s.retry_after(ip)));
+            }
+        }
+        let id = found
             .and_then(|id| auth::check_enabled(&id, state).map(|_| id))
             .map_err(|e| fail(e.status(), e.code(), e.to_string()))?;
         outcome.consumer = Some(id.consumer.clone());
@@ -411,12 +453,17 @@ async fn route_and_forward(
         check_quotas(quotas, &route, identity.as_ref(), extra).await?;
     }
 
-    // Phase 5: the body.
+    // Phase 5: the body. The route's limit, else the node's default (`limits`).
     let content_length = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if let (Some(max), Some(len)) = (route.body_limit, content_length) {
+    let body_limit = route.body_limit.or_else(|| {
+        shield
+            .map(|s| s.limits.max_request_body_bytes)
+            .filter(|&m| m > 0)
+    });
+    if let (Some(max), Some(len)) = (body_limit, content_length) {
         if len > max {
             return Err(fail(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -451,7 +498,7 @@ async fn route_and_forward(
             .to_bytes();
         BodySource::Replay(bytes)
     } else {
-        let b = match route.body_limit {
+        let b = match body_limit {
             Some(max) => DrainingLimit::new(body, max).boxed_unsync(),
             None => body.map_err(BoxError::from).boxed_unsync(),
         };
@@ -687,7 +734,7 @@ async fn route_and_forward(
                         "body_too_large",
                         format!(
                             "request body exceeds this route's limit of {} bytes",
-                            route.body_limit.unwrap_or(0)
+                            body_limit.unwrap_or(0)
                         ),
                     ));
                 }

@@ -23,6 +23,7 @@ pub mod rewrite;
 pub mod router;
 pub mod target;
 pub mod tls;
+mod unauth;
 
 use std::sync::{Arc, Mutex};
 
@@ -61,6 +62,9 @@ pub struct DataPlane {
     pub llm: Arc<Llm>,
     /// OpenTelemetry spans (`crate::telemetry::otlp`); set once at start when enabled.
     pub tracer: std::sync::OnceLock<crate::telemetry::otlp::Tracer>,
+    /// The hostile-input limits (`crate::shield`); set once at start. Without them (unit
+    /// tests) requests are served unchecked.
+    pub shield: std::sync::OnceLock<Arc<crate::shield::Shield>>,
 }
 
 impl DataPlane {
@@ -85,6 +89,7 @@ impl DataPlane {
             quotas,
             llm,
             tracer: std::sync::OnceLock::new(),
+            shield: std::sync::OnceLock::new(),
         });
         dp.current();
         dp
