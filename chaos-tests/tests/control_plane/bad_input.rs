@@ -123,6 +123,27 @@ async fn bad_input_is_rejected_clearly_and_changes_nothing() {
         Some("not_found"),
     )
     .await;
+    // Extractor rejections answer JSON too (they were plain text; found by schemathesis).
+    for (method, path, code) in [
+        (Method::GET, "/admin/v1/tenants/%FF", "invalid_request"),
+        (Method::DELETE, "/admin/v1/tenants/%FF", "invalid_request"),
+        (
+            Method::GET,
+            "/admin/v1/tenants?consistent=maybe",
+            "invalid_query",
+        ),
+        (Method::GET, "/admin/v1/%FF", "invalid_request"),
+    ] {
+        expect_rejected(
+            &client,
+            method,
+            path,
+            None,
+            StatusCode::BAD_REQUEST,
+            Some(code),
+        )
+        .await;
+    }
     expect_rejected(
         &client,
         post.clone(),
