@@ -47,7 +47,11 @@ pub fn item_json(stored: &Stored) -> Value {
 }
 
 /// Parses a resource body; `path_id` (for PUT) fills or must equal the body's `id`.
-fn parse_resource(kind: Kind, bytes: &[u8], path_id: Option<&str>) -> Result<Resource, ApiError> {
+pub fn parse_resource(
+    kind: Kind,
+    bytes: &[u8],
+    path_id: Option<&str>,
+) -> Result<Resource, ApiError> {
     let mut body = parse_json(bytes)?;
     let obj = body.as_object_mut().ok_or_else(|| {
         ApiError::bad_request("invalid_json", format!("a {kind} must be a JSON object"))
@@ -175,7 +179,8 @@ fn authorize_write(state: &AppState, claims: &Claims, res: &Resource) -> Result<
 /// Proposes `op` through Raft and waits until this node has applied it, so a read on
 /// the same node right after sees the write.
 pub async fn propose(state: &AppState, claims: &Claims, op: Op) -> Result<Applied, ApiError> {
-    let cmd = raftgate_store::Command::new(claims.sub.clone(), op);
+    let origin = super::audit::origin(state, claims);
+    let cmd = raftgate_store::Command::new(claims.sub.clone(), op).with_origin(origin);
     let applied = state.raft.write(cmd).await?.result?;
     state.wait_applied(applied.revision).await;
     Ok(applied)

@@ -170,7 +170,9 @@ impl SseParser {
 }
 
 /// Encodes one event: `event: <name>` (CR/LF removed from the name so it cannot inject
-/// fields), one `data:` line per line of `data`, and the blank line that ends it.
+/// fields), one `data:` line per line of `data`, and the blank line that ends it. A
+/// line of `data` ends at CRLF, LF or a lone CR, as a client's parser sees it: a lone
+/// CR kept inside a `data:` line would end it there and let the rest inject fields.
 pub fn sse_event(event: Option<&str>, data: &str) -> Bytes {
     let mut out = String::with_capacity(data.len() + 32);
     if let Some(name) = event {
@@ -178,10 +180,17 @@ pub fn sse_event(event: Option<&str>, data: &str) -> Bytes {
         out.extend(name.chars().filter(|c| *c != '\r' && *c != '\n'));
         out.push('\n');
     }
-    for line in data.split('\n') {
+    let mut rest = data;
+    loop {
+        let end = rest.find(['\r', '\n']);
         out.push_str("data: ");
-        out.push_str(line.strip_suffix('\r').unwrap_or(line));
+        out.push_str(rest.get(..end.unwrap_or(rest.len())).unwrap_or_default());
         out.push('\n');
+        let Some(end) = end else { break };
+        let crlf = rest.get(end..).is_some_and(|r| r.starts_with("\r\n"));
+        rest = rest
+            .get(end + if crlf { 2 } else { 1 }..)
+            .unwrap_or_default();
     }
     out.push('\n');
     Bytes::from(out)

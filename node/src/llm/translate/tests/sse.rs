@@ -174,6 +174,18 @@ fn encoder_strips_newlines_from_event_names() {
     );
 }
 
+/// Found by the `sse_parse` fuzz target: a lone CR in the data ended the `data:` line
+/// at the client, so the rest of the text was read as new fields and events.
+#[test]
+fn encoder_treats_a_lone_cr_in_data_as_a_line_end() {
+    let b = sse_event(None, "x\r\revent: injected\rdata: evil\r");
+    assert_eq!(
+        parse_sse(std::str::from_utf8(&b).unwrap()),
+        vec![ev(None, "x\n\nevent: injected\ndata: evil\n")]
+    );
+    assert_eq!(&sse_event(None, "a\rb")[..], b"data: a\ndata: b\n\n");
+}
+
 #[test]
 fn encode_then_parse_round_trips() {
     let v = json!({"type": "content_block_delta", "delta": {"text": "two\nlines"}});
