@@ -67,3 +67,33 @@ if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   echo "test-deps: installing kubernetes-validate (PyPI) into $venv" >&2
   "$venv/bin/pip" install -q --disable-pip-version-check 'kubernetes-validate>=1.30'
 fi
+
+# scripts/schemathesis.sh: schemathesis (PyPI, pinned: its checks and CLI flags change
+# between releases) fuzzes the admin API from its OpenAPI document.
+schemathesis_version=4.32.5
+if [ "$("$venv/bin/st" --version 2>/dev/null | awk '{print $NF}')" != "$schemathesis_version" ]; then
+  echo "test-deps: installing schemathesis $schemathesis_version (PyPI) into $venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$schemathesis_version"
+fi
+export RAFTGATE_SCHEMATHESIS="$venv/bin/st"
+
+# scripts/fuzz.sh: the nightly toolchain and cargo-fuzz (crates.io) build the fuzz
+# targets in fuzz/ (docs/fuzzing.md).
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "test-deps: installing the nightly Rust toolchain (rustup)" >&2
+  rustup toolchain install nightly --profile minimal
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "test-deps: installing cargo-fuzz (crates.io)" >&2
+  cargo install cargo-fuzz --locked
+fi
+
+# scripts/supply-chain.sh: cargo-deny and cargo-audit (crates.io, pinned, built once into
+# ~/.cargo/bin; about 2.5 and 4 minutes on 2 cores, so CI should cache ~/.cargo/bin).
+for tool in "deny 0.20.2" "audit 0.22.2"; do
+  read -r sub version <<<"$tool"
+  if [ "$(cargo "$sub" --version 2>/dev/null | awk '{print $2}')" != "$version" ]; then
+    echo "test-deps: installing cargo-$sub $version (crates.io)" >&2
+    CARGO_TARGET_DIR="$HOME/.cache/raftgate-tools-target" cargo install --locked "cargo-$sub" --version "$version"
+  fi
+done

@@ -126,6 +126,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The admin audit trail, newest first (filters combine).
+    Audit {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only records of the last DURATION: e.g. 30s, 15m, 2h, 7d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records older than DURATION ago.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only writes by this token subject.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this kind of resource (e.g. consumers).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Records to show (1..=1000; the server's default is 100).
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Live view of the last minute's traffic per route (or model, …), from every node.
     Top {
         #[command(flatten)]
@@ -149,6 +171,13 @@ pub enum Command {
     },
     /// Generate a cluster CA and node certificates for mutual TLS (docs/security.md).
     Certs(CertsArgs),
+    /// Secrets at rest: re-encrypt them under the current key, or count them by key.
+    Secrets {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Save a consistent backup of the replicated state to a file (admin token).
     Backup {
         #[command(flatten)]
@@ -191,6 +220,23 @@ pub enum ClusterCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-encrypt every stored secret under the current key (admin), in one Raft entry.
+    Rotate {
+        /// Only count what would be re-encrypted.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Count stored secrets by the key that encrypts them (admin).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Create an API key for a consumer; the secret is printed once.
     Create {
@@ -212,6 +258,26 @@ pub enum TokenCommand {
         subject: Option<String>,
         #[arg(long)]
         ttl_secs: Option<u64>,
+    },
+    /// Revoke an admin token on every node (admin; any token may revoke itself).
+    Revoke {
+        /// The token id (`jti`) to revoke.
+        #[arg(long, conflicts_with_all = ["target", "own"])]
+        jti: Option<String>,
+        /// With --jti: the token's expiry (Unix seconds), if known.
+        #[arg(long, requires = "jti")]
+        exp: Option<u64>,
+        /// A whole token to revoke (its id and expiry are read from it).
+        #[arg(long, conflicts_with = "own")]
+        target: Option<String>,
+        /// Revoke the token this command authenticates with (--token).
+        #[arg(long = "self")]
+        own: bool,
+    },
+    /// List revoked tokens (admin).
+    Revoked {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -291,6 +357,14 @@ pub struct ServeArgs {
     /// File with the 32-byte key that encrypts secrets in the Raft log (same on every node).
     #[arg(long, env = "RAFTGATE_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
+    /// A previous secret key file, still used to decrypt (repeat, or comma-separate in the
+    /// environment variable); see `raftgate secrets rotate`.
+    #[arg(
+        long = "secret-key-previous-file",
+        env = "RAFTGATE_SECRET_KEY_PREVIOUS_FILES",
+        value_delimiter = ','
+    )]
+    pub secret_key_previous_files: Vec<PathBuf>,
     /// Token used by --join.
     #[arg(long, env = "RAFTGATE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -309,6 +383,9 @@ pub struct ServeArgs {
     /// Start a one-node cluster if the data dir has none (admin token to DATA_DIR/admin-token).
     #[arg(long, env = "RAFTGATE_BOOTSTRAP")]
     pub bootstrap: bool,
+    /// Run without mutual TLS and a join token (plain text; private test networks only).
+    #[arg(long, env = "RAFTGATE_INSECURE")]
+    pub insecure: bool,
     /// Node-local call log on (true, default) or off.
     #[arg(long, env = "RAFTGATE_CALL_LOG")]
     pub call_log: Option<bool>,
@@ -318,6 +395,33 @@ pub struct ServeArgs {
     /// Keep at most this many bytes of call log records (default 1 GiB).
     #[arg(long, env = "RAFTGATE_CALL_LOG_MAX_BYTES")]
     pub call_log_max_bytes: Option<u64>,
+    /// Hostile-input limits over the config's `[limits]` table.
+    #[command(flatten)]
+    pub limits: crate::shield::LimitArgs,
+    /// Accept admin tokens from this OIDC issuer (`iss`); see docs/admin-api.md "OIDC".
+    #[arg(long, env = "RAFTGATE_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// Required `aud` of OIDC tokens.
+    #[arg(long, env = "RAFTGATE_OIDC_AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// The provider's JWKS URL (or --oidc-jwks-file).
+    #[arg(long, env = "RAFTGATE_OIDC_JWKS_URL")]
+    pub oidc_jwks_url: Option<String>,
+    /// A JWKS file, re-read when it changes (or --oidc-jwks-url).
+    #[arg(long, env = "RAFTGATE_OIDC_JWKS_FILE")]
+    pub oidc_jwks_file: Option<PathBuf>,
+    /// Claim with the raftgate role (default raftgate_role).
+    #[arg(long, env = "RAFTGATE_OIDC_ROLE_CLAIM")]
+    pub oidc_role_claim: Option<String>,
+    /// Claim with a tenant-admin's tenant (default raftgate_tenant).
+    #[arg(long, env = "RAFTGATE_OIDC_TENANT_CLAIM")]
+    pub oidc_tenant_claim: Option<String>,
+    /// Claim used as the subject (default sub).
+    #[arg(long, env = "RAFTGATE_OIDC_SUBJECT_CLAIM")]
+    pub oidc_subject_claim: Option<String>,
+    /// Least seconds between two JWKS fetches (default 30).
+    #[arg(long, env = "RAFTGATE_OIDC_JWKS_MIN_REFETCH_SECS")]
+    pub oidc_jwks_min_refetch_secs: Option<u64>,
 }
 
 impl ServeArgs {
@@ -364,6 +468,9 @@ impl ServeArgs {
         if self.secret_key_file.is_some() {
             c.secret_key_file = self.secret_key_file.clone();
         }
+        if !self.secret_key_previous_files.is_empty() {
+            c.secret_key_previous_files = self.secret_key_previous_files.clone();
+        }
         for (field, flag) in [
             (&mut c.tls_ca, &self.tls_ca),
             (&mut c.tls_cert, &self.tls_cert),
@@ -377,7 +484,28 @@ impl ServeArgs {
             c.join_token = self.join_token.clone();
         }
         c.bootstrap |= self.bootstrap;
+        c.insecure |= self.insecure;
+        over!(
+            oidc_role_claim,
+            oidc_tenant_claim,
+            oidc_subject_claim,
+            oidc_jwks_min_refetch_secs
+        );
+        for (field, flag) in [
+            (&mut c.oidc_issuer, &self.oidc_issuer),
+            (&mut c.oidc_audience, &self.oidc_audience),
+            (&mut c.oidc_jwks_url, &self.oidc_jwks_url),
+        ] {
+            if flag.is_some() {
+                field.clone_from(flag);
+            }
+        }
+        if self.oidc_jwks_file.is_some() {
+            c.oidc_jwks_file = self.oidc_jwks_file.clone();
+        }
+        self.limits.apply(&mut c.limits);
         c.validate()?;
+        c.check_transport_policy()?;
         Ok(c)
     }
 }
@@ -416,4 +544,8 @@ pub struct DevArgs {
     /// Start from an empty data dir.
     #[arg(long)]
     pub reset: bool,
+    /// Hostile-input limits, as for `serve` (scripts/schemathesis.sh lifts the
+    /// failed-authentication budget, which a fuzzer's bad tokens would exhaust).
+    #[command(flatten)]
+    pub limits: crate::shield::LimitArgs,
 }

@@ -11,6 +11,8 @@ use serde_json::{json, Value};
 
 use crate::cli::{BodyArgs, ClientArgs, ClusterCommand, Command, KeyCommand, TokenCommand};
 
+mod audit;
+mod secrets;
 mod top;
 
 pub const EXIT_REFUSED: i32 = 1;
@@ -71,10 +73,24 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, CliError> {
+        self.call_with(method, path, body, None).await
+    }
+
+    /// [`Client::call`] with one extra header (the join token for `cluster init`).
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        header: Option<(&str, String)>,
+    ) -> Result<Value, CliError> {
         let url = format!("{}{path}", self.server);
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
+        }
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
         }
         if let Some(b) = body {
             req = req.json(&b);
@@ -202,6 +218,28 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         }
         Command::Token {
             client,
+            command: command @ (TokenCommand::Revoke { .. } | TokenCommand::Revoked { .. }),
+        } => audit::token(Client::new(&client)?, command).await,
+        Command::Audit {
+            client,
+            since,
+            until,
+            actor,
+            kind,
+            limit,
+            json,
+        } => {
+            let q = audit::Query {
+                since,
+                until,
+                actor,
+                kind,
+                limit,
+            };
+            audit::audit(Client::new(&client)?, q, json).await
+        }
+        Command::Token {
+            client,
             command:
                 TokenCommand::Create {
                     role,
@@ -313,6 +351,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
             interval,
             once,
         } => top::run(Client::new(&client)?, by, interval, once).await,
+        Command::Secrets { client, command } => secrets::run(Client::new(&client)?, command).await,
         Command::Backup { client, out } => {
             let c = Client::new(&client)?;
             crate::backup::save(c.target(), &out).await
@@ -342,7 +381,19 @@ fn encode(id: &str) -> String {
 async fn cluster(c: Client, command: ClusterCommand) -> Result<(), CliError> {
     match command {
         ClusterCommand::Init => {
-            let v = c.call(Method::POST, "/admin/v1/cluster/init", None).await?;
+            // A node with a join token initializes only for a caller presenting it.
+            let join_token = std::env::var("RAFTGATE_JOIN_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| {
+                    (
+                        crate::admin::cluster::JOIN_TOKEN_HEADER,
+                        t.trim().to_string(),
+                    )
+                });
+            let v = c
+                .call_with(Method::POST, "/admin/v1/cluster/init", None, join_token)
+                .await?;
             eprintln!(
                 "cluster {} initialized on node {}; admin token:",
                 v["cluster_id"].as_str().unwrap_or("?"),

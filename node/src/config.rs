@@ -47,6 +47,10 @@ pub struct NodeConfig {
     /// enter the Raft log: 64 hex characters, base64, or raw. Every node of a cluster needs
     /// the same key. `RAFTGATE_SECRET_KEY` may give the key itself instead.
     pub secret_key_file: Option<PathBuf>,
+    /// Keys that secrets were encrypted with before `secret_key_file` (one key per file),
+    /// kept to decrypt them until `raftgate secrets rotate` re-encrypted everything under
+    /// the current key. `RAFTGATE_SECRET_KEY_PREVIOUS` may give the keys themselves.
+    pub secret_key_previous_files: Vec<PathBuf>,
     /// Cluster CA (PEM). With `tls_cert` and `tls_key` (all three or none): the Raft port
     /// speaks mutual TLS only, the admin port HTTPS, and node-to-node admin calls trust
     /// only this CA. See docs/security.md.
@@ -62,12 +66,35 @@ pub struct NodeConfig {
     /// On start, make a data dir without a cluster a one-node cluster and write the first
     /// admin token to `DATA_DIR/admin-token` (0600). Does nothing once a cluster exists.
     pub bootstrap: bool,
+    /// Allow `serve` without mutual TLS and a join token (plain-text Raft and admin
+    /// ports, members added with an admin token). Off: `serve` refuses to start without
+    /// them. Meant for a private test network; `raftgate dev` runs this way.
+    pub insecure: bool,
     /// Keep one record per data-plane call in the node-local call log (docs/observability.md).
     pub call_log: bool,
     /// Call log records older than this are deleted.
     pub call_log_max_age_secs: u64,
     /// Call log size bound (records' bytes before compression); the oldest go first.
     pub call_log_max_bytes: u64,
+    /// `[limits]`: hostile-input limits on every port (docs/data-plane.md).
+    pub limits: crate::shield::Limits,
+    /// OIDC: the identity provider's issuer (`iss`). When set, admin bearer tokens it
+    /// signed are accepted next to the cluster's own (docs/admin-api.md, "OIDC").
+    pub oidc_issuer: Option<String>,
+    /// OIDC: required `aud` of provider tokens (its client id for raftgate).
+    pub oidc_audience: Option<String>,
+    /// OIDC: the provider's JWKS URL (https; cached), or `oidc_jwks_file` instead.
+    pub oidc_jwks_url: Option<String>,
+    /// OIDC: a JWKS file (offline setups; re-read when it changes).
+    pub oidc_jwks_file: Option<PathBuf>,
+    /// OIDC: claim holding the raftgate role (a string, or a list holding one role).
+    pub oidc_role_claim: String,
+    /// OIDC: claim holding a tenant-admin's tenant.
+    pub oidc_tenant_claim: String,
+    /// OIDC: claim used as the caller's subject.
+    pub oidc_subject_claim: String,
+    /// OIDC: least seconds between two JWKS fetches (an unknown `kid` triggers one).
+    pub oidc_jwks_min_refetch_secs: u64,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -91,6 +118,7 @@ impl std::fmt::Debug for NodeConfig {
             .field("snapshot_logs", &self.snapshot_logs)
             .field("log_level", &self.log_level)
             .field("secret_key_file", &self.secret_key_file)
+            .field("secret_key_previous_files", &self.secret_key_previous_files)
             .field("tls_ca", &self.tls_ca)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
@@ -99,9 +127,22 @@ impl std::fmt::Debug for NodeConfig {
                 &self.join_token.as_ref().map(|_| "<redacted>"),
             )
             .field("bootstrap", &self.bootstrap)
+            .field("insecure", &self.insecure)
             .field("call_log", &self.call_log)
             .field("call_log_max_age_secs", &self.call_log_max_age_secs)
             .field("call_log_max_bytes", &self.call_log_max_bytes)
+            .field("limits", &self.limits)
+            .field("oidc_issuer", &self.oidc_issuer)
+            .field("oidc_audience", &self.oidc_audience)
+            .field("oidc_jwks_url", &self.oidc_jwks_url)
+            .field("oidc_jwks_file", &self.oidc_jwks_file)
+            .field("oidc_role_claim", &self.oidc_role_claim)
+            .field("oidc_tenant_claim", &self.oidc_tenant_claim)
+            .field("oidc_subject_claim", &self.oidc_subject_claim)
+            .field(
+                "oidc_jwks_min_refetch_secs",
+                &self.oidc_jwks_min_refetch_secs,
+            )
             .finish()
     }
 }
@@ -137,14 +178,25 @@ impl Default for NodeConfig {
             snapshot_logs: 5000,
             log_level: "info".into(),
             secret_key_file: None,
+            secret_key_previous_files: Vec::new(),
             tls_ca: None,
             tls_cert: None,
             tls_key: None,
             join_token: None,
             bootstrap: false,
+            insecure: false,
             call_log: true,
             call_log_max_age_secs: 7 * 24 * 3600,
             call_log_max_bytes: 1 << 30,
+            limits: crate::shield::Limits::default(),
+            oidc_issuer: None,
+            oidc_audience: None,
+            oidc_jwks_url: None,
+            oidc_jwks_file: None,
+            oidc_role_claim: "raftgate_role".into(),
+            oidc_tenant_claim: "raftgate_tenant".into(),
+            oidc_subject_claim: "sub".into(),
+            oidc_jwks_min_refetch_secs: 30,
         }
     }
 }
@@ -235,7 +287,9 @@ impl NodeConfig {
         {
             return Err(bad("secret_key_file", "must not be empty when set"));
         }
-        self.validate_security()
+        self.limits.validate()?;
+        self.validate_security()?;
+        crate::admin::oidc::OidcSettings::from_config(self).map(|_| ())
     }
 
     /// Access log rotation and OTLP export settings.
@@ -327,6 +381,32 @@ impl NodeConfig {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// What `serve` demands beyond a consistent config: mutual TLS and a join token,
+    /// unless `insecure` waives them. Separate from [`NodeConfig::validate`] because
+    /// `raftgate dev` and embedded test nodes run on loopback without them.
+    pub fn check_transport_policy(&self) -> Result<(), ConfigError> {
+        if self.insecure {
+            return Ok(());
+        }
+        if !self.tls_enabled() {
+            return Err(bad(
+                "tls_ca",
+                "serve needs mutual TLS between nodes: set tls_ca, tls_cert and tls_key \
+                 (`raftgate certs` makes them; docs/security.md), or set insecure = true \
+                 (--insecure, RAFTGATE_INSECURE=true) to run plain text on a private network",
+            ));
+        }
+        if self.join_token.is_none() {
+            return Err(bad(
+                "join_token",
+                "serve needs a join token guarding membership: set join_token \
+                 (RAFTGATE_JOIN_TOKEN, e.g. `openssl rand -hex 32`, the same on every node), \
+                 or set insecure = true to add members with an admin token instead",
+            ));
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let secret_key = args.data_dir.join(SECRET_KEY_FILE);
     crate::secrets::ensure_key_file(&secret_key)?;
-    let cfg = NodeConfig {
+    let mut cfg = NodeConfig {
         node_id: 1,
         data_dir: args.data_dir.clone(),
         http_addr: args.http_addr.clone(),
@@ -47,6 +47,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         access_log: None,
         ..NodeConfig::default()
     };
+    args.limits.apply(&mut cfg.limits);
     cfg.validate()?;
     let echo = TcpListener::bind(&args.echo_addr)
         .await

@@ -18,4 +18,6 @@ pub mod proxy;
 pub mod quota;
 pub mod secrets;
 pub mod server;
+pub mod shield;
 pub mod telemetry;
+pub mod tls_reload;

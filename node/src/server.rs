@@ -80,6 +80,8 @@ async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
 pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
     check_identity(&cfg.data_dir, cfg.node_id)?;
     let secrets = SecretBox::from_config(cfg)?.map(Arc::new);
+    crate::secrets::check_policy(cfg, secrets.as_deref())?;
+    let oidc = crate::admin::oidc::OidcVerifier::from_config(cfg)?;
     let tls = NodeTls::load(cfg)?;
     if tls.is_none() && cfg.join_token.is_some() {
         tracing::warn!("join_token is set without TLS: it crosses the network in clear text (see docs/security.md)");
@@ -130,6 +132,7 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
         http,
         secrets,
         join_token: cfg.join_token.as_deref().map(|t| Arc::from(t.trim())),
+        oidc,
     };
     let (stop, stopped) = watch::channel(false);
     let until = |mut rx: watch::Receiver<bool>| async move {
@@ -144,22 +147,31 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "raft gRPC server stopped");
         }
     }));
-    let app = admin::router(state.clone());
+    // Hostile-input limits for every port (docs/data-plane.md, "Limits on hostile input").
+    let shield = crate::shield::Shield::new(cfg.limits.clone(), metrics.registry());
+    let app = admin::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+        shield.clone(),
+        crate::shield::admin::guard,
+    ));
     let s = until(stopped.clone());
-    let admin_tls = tls.as_ref().map(|t| t.admin.clone());
-    tasks.push(tokio::spawn(async move {
-        if let Some(config) = admin_tls {
-            return serve_admin_tls(admin_l, app, config, s).await;
-        }
-        let serve = axum::serve(
-            admin_l,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(s);
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "admin server stopped");
-        }
-    }));
+    let admin_tls = tls
+        .as_ref()
+        .map(|t| Arc::new(arc_swap::ArcSwap::new(t.admin.clone())));
+    if let (Some(t), Some(admin)) = (&tls, &admin_tls) {
+        let live = crate::tls_reload::LiveTls {
+            raft: raft.clone(),
+            admin: admin.clone(),
+            loaded: t.peer.clone(),
+        };
+        tasks.push(tokio::spawn(live.watch(cfg.clone(), stopped.clone())));
+    }
+    tasks.push(tokio::spawn(crate::shield::admin::serve(
+        admin_l,
+        app,
+        shield.clone(),
+        admin_tls,
+        s,
+    )));
     let access_log = match &cfg.access_log {
         Some(dest) => {
             let rotation = crate::telemetry::rotate::Rotation {
@@ -203,6 +215,7 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
         quotas,
         llm,
     );
+    let _ = dp.shield.set(shield);
     if let Some(endpoint) = &cfg.otlp_endpoint {
         let otlp = crate::telemetry::otlp::OtlpConfig {
             endpoint: endpoint.clone(),
@@ -248,52 +261,6 @@ pub async fn start(cfg: &NodeConfig) -> anyhow::Result<Running> {
         stop,
         tasks,
     })
-}
-
-/// The admin API over HTTPS: one task per connection, the handshake inside it (bounded),
-/// so a slow client never holds up the accept loop.
-async fn serve_admin_tls(
-    listener: TcpListener,
-    app: axum::Router,
-    config: Arc<rustls::ServerConfig>,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    tokio::pin!(stop);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = &mut stop => return,
-            c = listener.accept() => match c {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin: accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                .await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    return tracing::debug!(%peer, error = %e, "admin: TLS handshake failed")
-                }
-                Err(_) => return tracing::debug!(%peer, "admin: TLS handshake timed out"),
-            };
-            let svc = hyper_util::service::TowerToHyperService::new(app);
-            let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = conn
-                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "admin: connection ended with an error");
-            }
-        });
-    }
 }
 
 /// `bootstrap = true`: a data dir without a cluster becomes a one-node cluster, and the

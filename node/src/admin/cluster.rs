@@ -28,7 +28,15 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
 }
 
 /// Bootstraps a one-node cluster on a fresh node and returns the first admin token.
-pub async fn init(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// A node with a join token initializes only for a caller presenting it, so whoever
+/// reaches a fresh node's admin port first cannot take it over.
+pub async fn init(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(expected) = state.join_token.as_deref() {
+        check_join_token(expected, &headers, "initializes a cluster")?;
+    }
     let (cluster_id, token) = init_cluster(&state).await?;
     Ok(Json(
         json!({"cluster_id": cluster_id, "node_id": state.raft.id(), "admin_token": token}),
@@ -48,13 +56,19 @@ pub async fn init_cluster(state: &AppState) -> Result<(String, String), ApiError
     }
     let cluster_id = uuid::Uuid::new_v4().to_string();
     let secret: [u8; 32] = rand::random();
+    if state.secrets.is_none() {
+        tracing::warn!(
+            "no secret key configured: the admin-token signing secret is replicated in the \
+             clear; set secret_key_file on every node and run `raftgate secrets rotate`"
+        );
+    }
     let op = Op::InitCluster {
         cluster_id: cluster_id.clone(),
-        token_secret: secret.to_vec(),
+        token_secret: crate::secrets::seal_token_secret(state.secrets.as_deref(), &secret),
     };
     let applied = state
         .raft
-        .write(Command::new("cluster-init", op))
+        .write(Command::new("cluster-init", op).with_origin(super::audit::system_origin(state)))
         .await?
         .result?;
     state.wait_applied(applied.revision).await;
@@ -84,11 +98,16 @@ pub fn authorize_join(state: &AppState, headers: &HeaderMap) -> Result<(), ApiEr
     let Some(expected) = state.join_token.as_deref() else {
         return state.authenticate(headers)?.require_admin();
     };
+    check_join_token(expected, headers, "adds members")
+}
+
+/// The join token in [`JOIN_TOKEN_HEADER`] must equal `expected` (constant time).
+fn check_join_token(expected: &str, headers: &HeaderMap, what: &str) -> Result<(), ApiError> {
     match headers.get(JOIN_TOKEN_HEADER).map(|v| v.to_str()) {
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "join_token_required",
-            format!("this cluster adds members only with its join token: set join_token (RAFTGATE_JOIN_TOKEN) on the joining node; it is sent in the {JOIN_TOKEN_HEADER} header"),
+            format!("this node {what} only with its join token: set join_token (RAFTGATE_JOIN_TOKEN) on the calling node or CLI; it is sent in the {JOIN_TOKEN_HEADER} header"),
         )),
         Some(Ok(given)) if same_secret(given.trim(), expected) => Ok(()),
         Some(_) => Err(ApiError::new(
@@ -443,11 +462,7 @@ pub async fn create_token(
             ));
         }
     }
-    let secret = cfg
-        .state
-        .cluster()
-        .map(|c| c.token_secret.clone())
-        .unwrap_or_default();
+    let secret = state.token_secret()?;
     let ttl = req
         .ttl_secs
         .unwrap_or(DEFAULT_TOKEN_TTL_SECS)

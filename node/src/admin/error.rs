@@ -52,11 +52,14 @@ impl IntoResponse for ApiError {
 impl From<ApplyError> for ApiError {
     fn from(e: ApplyError) -> ApiError {
         let status = match &e {
-            ApplyError::Invalid { .. } | ApplyError::Restore(_) => StatusCode::BAD_REQUEST,
+            ApplyError::Invalid { .. } | ApplyError::Restore(_) | ApplyError::Revocation(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApplyError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApplyError::AlreadyExists { .. }
             | ApplyError::InUse { .. }
-            | ApplyError::AlreadyInitialized => StatusCode::CONFLICT,
+            | ApplyError::AlreadyInitialized
+            | ApplyError::Reencrypt(_) => StatusCode::CONFLICT,
             ApplyError::Dangling { .. }
             | ApplyError::CrossTenant { .. }
             | ApplyError::Cycle { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -113,6 +116,8 @@ pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
             "request body is empty; expected a JSON object",
         ));
     }
+    crate::shield::check_depth(bytes, crate::shield::json_depth())
+        .map_err(|e| ApiError::bad_request("json_too_deep", e.to_string()))?;
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")))
 }

@@ -2,16 +2,21 @@
 //! admin port. Handlers live in submodules; this file holds the shared state and routes.
 
 pub mod analytics;
+pub mod audit;
 pub mod auth;
 pub mod backup;
 pub mod cluster;
 pub mod error;
 pub mod logs;
+pub mod oidc;
 pub mod openapi;
 pub mod ops;
+pub mod rejections;
 pub mod resources;
 pub mod secret_fields;
+pub mod secrets;
 pub mod subscriptions;
+pub mod tokens;
 pub mod usage;
 pub mod whoami;
 
@@ -47,10 +52,13 @@ pub struct AppState {
     /// The cluster's join token (`join_token`): when set, adding a member needs it, and
     /// this node presents it when it joins. See `cluster::authorize_join`.
     pub join_token: Option<Arc<str>>,
+    /// Verifier of OIDC tokens from an external identity provider; `None`: OIDC off.
+    pub oidc: Option<Arc<oidc::OidcVerifier>>,
 }
 
 impl AppState {
-    /// Verifies the bearer token against the cluster's signing secret.
+    /// Verifies the bearer token against the cluster's signing secret, or an OIDC token
+    /// against the identity provider's keys (see `oidc`).
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Claims, ApiError> {
         let cfg = self.config.load();
         let cluster = cfg.state.cluster().ok_or_else(|| {
@@ -61,7 +69,41 @@ impl AppState {
         })?;
         let token = auth::bearer(headers.get(axum::http::header::AUTHORIZATION))
             .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>`"))?;
-        auth::verify(&cluster.token_secret, token)
+        // The cluster signs HS256 only; any other algorithm is the provider's to check.
+        match &self.oidc {
+            Some(oidc) if oidc::is_external(token) => oidc.verify(token),
+            _ => {
+                let secret = self.open_token_secret(&cluster.token_secret)?;
+                let claims = auth::verify(&secret, token)?;
+                tokens::refuse_revoked(&cfg.state, &claims)?;
+                Ok(claims)
+            }
+        }
+    }
+
+    /// The cluster's admin-token signing secret in the clear (it is stored encrypted
+    /// under the key ring when the cluster has one; see `crate::secrets`).
+    pub fn token_secret(&self) -> Result<Vec<u8>, ApiError> {
+        let cfg = self.config.load();
+        let cluster = cfg.state.cluster().ok_or_else(|| {
+            ApiError::unavailable("not_initialized", "this node has no cluster yet")
+        })?;
+        self.open_token_secret(&cluster.token_secret)
+    }
+
+    fn open_token_secret(&self, stored: &[u8]) -> Result<Vec<u8>, ApiError> {
+        crate::secrets::open_token_secret(self.secrets.as_deref(), stored).map_err(|e| {
+            tracing::error!(error = %e, "cannot decrypt the admin-token signing secret");
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "secret_key_mismatch",
+                format!(
+                    "this node cannot decrypt the cluster's admin-token signing secret ({e}); \
+                     run it with the cluster's secret key (secret_key_file or \
+                     RAFTGATE_SECRET_KEY)"
+                ),
+            )
+        })
     }
 
     /// Waits (bounded) until this node has applied `index`, for read-your-writes.
@@ -89,6 +131,11 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(cluster::remove_member),
         )
         .route("/tokens", post(cluster::create_token))
+        .route("/tokens/revoke", post(tokens::revoke))
+        .route("/tokens/revoked", get(tokens::list_revoked))
+        .route("/audit", get(audit::query))
+        .route("/secrets/rotate", post(secrets::rotate))
+        .route("/secrets/status", get(secrets::status))
         .route("/backup", get(backup::save))
         .route(
             "/restore",
@@ -113,7 +160,8 @@ pub fn router(state: AppState) -> Router {
             get(resources::get)
                 .put(resources::update)
                 .delete(resources::delete),
-        );
+        )
+        .layer(axum::middleware::from_fn(audit::capture_request));
     Router::new()
         .nest("/admin/v1", api)
         .route("/healthz", get(ops::healthz))
@@ -123,9 +171,14 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::console::router())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn(rejections::json_rejections))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             ops::count_requests,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            oidc::refresh_keys,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
