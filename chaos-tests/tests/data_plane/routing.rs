@@ -358,3 +358,85 @@ async fn route_changes_apply_at_once_on_the_acknowledging_node() {
     )
     .await;
 }
+
+/// Sends `GET path` as written (no client-side URL normalization, unlike reqwest) over
+/// HTTP/1.1 and returns the status and body.
+async fn raw_get(gw: &Gateway, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(gw.http_addr())
+        .await
+        .expect("connect");
+    let head = format!("GET {path} HTTP/1.1\r\nHost: any.test\r\nConnection: close\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tcp.read_to_end(&mut buf),
+    )
+    .await
+    .expect("answer in time")
+    .expect("read");
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return (status, body.to_string());
+    }
+    // De-chunk: size line, data, CRLF, until the 0-size chunk.
+    let (mut rest, mut out) = (body, String::new());
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    (status, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_are_resolved_before_routing() {
+    let _serial = serial().await;
+    let gw = Gateway::start().await;
+    // Only /public is routed; `..` must not reach past it to the upstream's other paths.
+    let _server = rewrite_routes(
+        &gw,
+        &[
+            ("public", "/public", None),
+            (
+                "files",
+                "/files/{name}",
+                Some(json!({"template": "/static/{name}"})),
+            ),
+        ],
+    )
+    .await;
+    for path in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/.%2E/admin",
+        "/files/..",
+    ] {
+        let (status, body) = raw_get(&gw, path).await;
+        assert_eq!(status, 404, "GET {path} must not be routed: {body}");
+        assert!(body.contains("no_route"), "GET {path}: {body}");
+    }
+    for (path, want) in [
+        ("/public/a/./b/../c?x=1", "/public/a/c"),
+        ("/public/x/../../public/y", "/public/y"),
+        ("/files/../files/report.txt", "/static/report.txt"),
+    ] {
+        let (status, body) = raw_get(&gw, path).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        let e: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: {body}"));
+        assert_eq!(e["path"], want, "GET {path}: the upstream saw {e}");
+    }
+}

@@ -154,6 +154,21 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
             })
 }
 
+/// Replaces the path of `uri` (keeping scheme, authority and query) with `path`, a
+/// normalized form of its own path; leaves `uri` alone if the result would not parse.
+fn normalize_uri(uri: &mut Uri, path: &str) {
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    let original = parts.path_and_query.clone();
+    parts.path_and_query = pq.parse().ok().or(original);
+    if let Ok(u) = Uri::from_parts(parts) {
+        *uri = u;
+    }
+}
+
 fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
@@ -179,6 +194,9 @@ pub async fn handle(
         _ => HeaderValue::from_str(&dp.ids.next()).unwrap_or(HeaderValue::from_static("-")),
     };
     let compiled = dp.current();
+    if let Some(path) = crate::proxy::rewrite::normalize_dot_segments(parts.uri.path()) {
+        normalize_uri(&mut parts.uri, &path);
+    }
     let uri = parts.uri.clone();
     let host = request_host(&uri, &parts.headers);
     let mut outcome = Outcome {

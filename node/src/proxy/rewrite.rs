@@ -48,9 +48,70 @@ pub fn rewrite(
     }
 }
 
+/// The request path with its dot segments (`.`, `..`, and their percent-encoded forms
+/// `%2e`, `%2e%2e`) removed as RFC 3986 §5.2.4 says, or `None` when it has none — the
+/// common case, found with one scan. Routing and forwarding use the result, so
+/// `/public/../admin` is matched as `/admin` and never reaches an upstream that would
+/// resolve it behind a prefix route (what nginx, Envoy's `normalize_path` and Kong do).
+/// A `..` above the root stays at the root.
+pub fn normalize_dot_segments(path: &str) -> Option<String> {
+    let is_dot = |seg: &str| seg == "." || seg.eq_ignore_ascii_case("%2e");
+    let is_dot_dot = |seg: &str| {
+        matches!(seg.len(), 2 | 4 | 6) && seg.to_ascii_lowercase().replace("%2e", ".").eq("..")
+    };
+    // Most paths hold neither `.` nor `%`: one byte scan, no allocation.
+    if !path.bytes().any(|b| b == b'.' || b == b'%')
+        || !path.split('/').any(|seg| is_dot(seg) || is_dot_dot(seg))
+    {
+        return None;
+    }
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, seg) in segments.iter().enumerate() {
+        if is_dot(seg) {
+            // A trailing `.` leaves the directory: `/a/.` is `/a/`.
+            if i == last {
+                out.push("");
+            }
+        } else if is_dot_dot(seg) {
+            out.pop();
+            if i == last {
+                out.push("");
+            }
+        } else {
+            out.push(seg);
+        }
+    }
+    Some(format!("/{}", out.join("/")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_segments_are_removed_before_routing() {
+        for (path, want) in [
+            ("/public/../admin", Some("/admin")),
+            ("/public/%2e%2e/admin", Some("/admin")),
+            ("/public/%2E./admin", Some("/admin")),
+            ("/a/./b/../c", Some("/a/c")),
+            ("/a/b/..", Some("/a/")),
+            ("/a/b/.", Some("/a/b/")),
+            ("/../../etc/passwd", Some("/etc/passwd")),
+            ("/..", Some("/")),
+            ("/a/%2e/b", Some("/a/b")),
+            ("/a/..b/c", None),
+            ("/a/.well-known/x", None),
+            ("/a/b..", None),
+            ("/v1/chat/completions", None),
+            ("/", None),
+            ("/a//b", None),
+        ] {
+            assert_eq!(normalize_dot_segments(path).as_deref(), want, "{path}");
+        }
+    }
 
     #[test]
     fn strip_and_replace_prefix() {
