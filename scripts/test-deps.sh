@@ -90,7 +90,10 @@ fi
 
 # scripts/supply-chain.sh: cargo-deny and cargo-audit (crates.io, pinned, built once into
 # ~/.cargo/bin; about 2.5 and 4 minutes on 2 cores, so CI should cache ~/.cargo/bin).
-for tool in "deny 0.20.2" "audit 0.22.2"; do
+# cargo-audit only reads a local advisory database, so it is built only when one is given.
+tools=("deny 0.20.2")
+[ -z "${RAFTGATE_ADVISORY_DB:-}" ] || tools+=("audit 0.22.2")
+for tool in "${tools[@]}"; do
   read -r sub version <<<"$tool"
   if [ "$(cargo "$sub" --version 2>/dev/null | awk '{print $2}')" != "$version" ]; then
     echo "test-deps: installing cargo-$sub $version (crates.io)" >&2
