@@ -1,5 +1,7 @@
 //! HTTP clients to upstream targets: one keep-alive pool per upstream, HTTP/1.1 or
 //! HTTP/2 (ALPN over TLS, prior knowledge over plain TCP), TLS verified by default.
+//! Proxied HTTP/1.1 requests go through the lean pool of [`crate::proxy::pool`];
+//! HTTP/2 upstreams and health probes use hyper-util's client.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,19 +10,81 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use raftgate_store::model::{Upstream, UpstreamProtocol, UpstreamTls};
+use raftgate_store::model::{Scheme as UpScheme, Upstream, UpstreamProtocol, UpstreamTls};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 
-use crate::proxy::ProxyBody;
+use crate::proxy::pool::{host_header, H1Pool, UpstreamError};
+use crate::proxy::{BoxError, ProxyBody};
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+
+/// The client of one upstream: the lean HTTP/1.1 pool for proxied requests when the
+/// upstream speaks HTTP/1.1, hyper-util's client otherwise and for health probes.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    pub legacy: HttpClient,
+    h1: Option<Arc<H1Pool>>,
+    tls: bool,
+}
+
+impl std::fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamClient")
+            .field("h1_pool", &self.h1.is_some())
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+impl UpstreamClient {
+    /// Sends `req` (absolute URI to `authority`) and returns the response head with
+    /// its body streaming.
+    pub async fn request(
+        &self,
+        authority: &http::uri::Authority,
+        mut req: http::Request<ProxyBody>,
+    ) -> Result<http::Response<ProxyBody>, UpstreamError> {
+        let Some(pool) = &self.h1 else {
+            return match self.legacy.request(req).await {
+                Ok(r) => Ok(r.map(|b| {
+                    http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(
+                        b,
+                        BoxError::from,
+                    ))
+                })),
+                Err(e) if e.is_connect() => Err(UpstreamError::connect(e)),
+                Err(e) => Err(UpstreamError::other(e)),
+            };
+        };
+        if !req.headers().contains_key(http::header::HOST) {
+            if let Some(h) = host_header(authority, self.tls) {
+                req.headers_mut().insert(http::header::HOST, h);
+            }
+        }
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        *req.uri_mut() = http::Uri::from(pq);
+        pool.send(authority, req).await
+    }
+
+    /// Closes idle pooled connections past their idle timeout.
+    pub fn sweep(&self) {
+        if let Some(p) = &self.h1 {
+            p.sweep();
+        }
+    }
+}
 
 /// What decides whether two upstream versions can share a pool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientKey {
+    scheme: UpScheme,
     protocol: UpstreamProtocol,
     tls: UpstreamTls,
     connect_ms: u64,
@@ -29,6 +93,7 @@ pub struct ClientKey {
 impl ClientKey {
     pub fn of(u: &Upstream) -> ClientKey {
         ClientKey {
+            scheme: u.scheme,
             protocol: u.protocol,
             tls: u.tls.clone(),
             connect_ms: u.timeouts.connect_ms,
@@ -44,7 +109,7 @@ pub enum ClientError {
     ServerName(String),
 }
 
-pub fn build(key: &ClientKey) -> Result<HttpClient, ClientError> {
+pub fn build(key: &ClientKey) -> Result<UpstreamClient, ClientError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -79,15 +144,24 @@ pub fn build(key: &ClientKey) -> Result<HttpClient, ClientError> {
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
+    let tls_h1 = (key.scheme == UpScheme::Https).then(|| {
+        let mut c = tls.clone();
+        c.alpn_protocols = vec![b"http/1.1".to_vec()];
+        c
+    });
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
-    let https = match &key.tls.server_name {
-        Some(name) => {
-            let name = ServerName::try_from(name.clone())
-                .map_err(|_| ClientError::ServerName(name.clone()))?;
-            https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-        }
+    let fixed_name = match &key.tls.server_name {
+        Some(name) => Some(
+            ServerName::try_from(name.clone())
+                .map_err(|_| ClientError::ServerName(name.clone()))?,
+        ),
+        None => None,
+    };
+    let https = match &fixed_name {
+        Some(name) => https
+            .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name.clone())),
         None => https,
     };
     let https = match key.protocol {
@@ -102,7 +176,16 @@ pub fn build(key: &ClientKey) -> Result<HttpClient, ClientError> {
     if key.protocol == UpstreamProtocol::Http2 {
         b.http2_only(true);
     }
-    Ok(b.build(https))
+    let connect_timeout = Duration::from_millis(key.connect_ms);
+    let h1 = (key.protocol == UpstreamProtocol::Http1).then(|| {
+        let tls = tls_h1.map(|c| (tokio_rustls::TlsConnector::from(Arc::new(c)), fixed_name));
+        Arc::new(H1Pool::new(tls, connect_timeout))
+    });
+    Ok(UpstreamClient {
+        legacy: b.build(https),
+        h1,
+        tls: key.scheme == UpScheme::Https,
+    })
 }
 
 /// `tls.verify: false`: accepts any certificate (for lab setups; documented as unsafe).

@@ -18,7 +18,7 @@ use raftgate_store::state::State;
 
 use crate::proxy::auth::{self, Authenticator};
 use crate::proxy::balancer::{Balancer, StrategyKind};
-use crate::proxy::client::{self, ClientKey, HttpClient};
+use crate::proxy::client::{self, ClientKey, UpstreamClient};
 use crate::proxy::metrics::{ProxyMetrics, RouteMetrics, UpstreamMetrics};
 use crate::proxy::policy::{CorsRule, HeaderOps, IpRule};
 use crate::proxy::router::{Matcher, Router};
@@ -82,7 +82,7 @@ pub struct UpstreamRt {
     pub spec: Upstream,
     pub scheme: Scheme,
     pub balancer: Balancer,
-    pub client: HttpClient,
+    pub client: UpstreamClient,
     pub metrics: UpstreamMetrics,
 }
 
@@ -139,7 +139,7 @@ struct Probe {
 #[derive(Default)]
 pub struct Registry {
     targets: HashMap<(String, String), Arc<TargetState>>,
-    clients: HashMap<String, (ClientKey, HttpClient)>,
+    clients: HashMap<String, (ClientKey, UpstreamClient)>,
     probes: HashMap<(String, String), Probe>,
     route_labels: HashSet<(String, String, String)>,
     upstream_ids: HashSet<String>,
@@ -362,7 +362,7 @@ fn compile_upstream(
                         state.clone(),
                         format!("{}://{}", scheme.as_str(), t.address),
                         active.clone(),
-                        client.clone(),
+                        client.legacy.clone(),
                     ));
                     reg.probes.insert(k.clone(), Probe { spec, task });
                 }

@@ -702,7 +702,7 @@ async fn route_and_forward(
         let now = Instant::now();
         let left = deadline.saturating_duration_since(now);
         let per_try = Duration::from_millis(spec.timeouts.per_try_ms).min(left);
-        let res = tokio::time::timeout(per_try, up.client.request(req)).await;
+        let res = tokio::time::timeout(per_try, up.client.request(&target.authority, req)).await;
         up.metrics.duration.observe(now.elapsed().as_secs_f64());
         let can_retry = |retry_kind_ok: bool| {
             retry_kind_ok
@@ -738,10 +738,7 @@ async fn route_and_forward(
                     if let Some(ops) = &route.response_headers {
                         ops.apply(&mut p.headers);
                     }
-                    return Ok(Response::from_parts(
-                        p,
-                        b.map_err(BoxError::from).boxed_unsync(),
-                    ));
+                    return Ok(Response::from_parts(p, b));
                 }
             }
             Ok(Err(e)) => {
@@ -805,7 +802,7 @@ async fn route_and_forward(
     }
 }
 
-fn body_limit_hit(e: &hyper_util::client::legacy::Error) -> bool {
+fn body_limit_hit(e: &crate::proxy::pool::UpstreamError) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = src {
         if s.is::<http_body_util::LengthLimitError>() || s.is::<BodyTooLarge>() {

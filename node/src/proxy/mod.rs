@@ -18,6 +18,7 @@ pub mod health;
 pub mod limit;
 pub mod metrics;
 pub mod policy;
+pub mod pool;
 mod quota_check;
 pub mod rewrite;
 pub mod router;
@@ -146,6 +147,7 @@ impl DataPlane {
     fn export_gauges(&self, c: &Compiled) {
         let now = target::now_ms();
         for u in &c.upstreams {
+            u.client.sweep();
             for (t, _) in &u.balancer.targets {
                 let labels = [u.id.as_str(), t.address.as_str()];
                 self.metrics

@@ -1,0 +1,475 @@
+//! Keep-alive connections to HTTP/1.1 upstream targets, kept lean for the proxy core.
+//!
+//! hyper-util's generic client costs every request a pool-key hash and clone, a
+//! checkout future and a spawned task that waits for the connection to be idle again.
+//! Here a connection is a hyper `SendRequest` in a per-target stack: a request pops
+//! one (or connects), sends, and its response body pushes the sender back when the
+//! body ends. A body dropped early, an error or a `101` never returns its connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::uri::Authority;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::proxy::{BoxError, ProxyBody};
+
+/// Idle connections kept per target; beyond this a returned connection is closed.
+const MAX_IDLE: usize = 1024;
+/// An idle connection older than this is closed rather than reused (as hyper-util's
+/// pool did: servers commonly drop idle keep-alive connections after 60–120 s).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// TCP keep-alive probes on upstream connections start after this much silence.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Why a request to an upstream failed.
+#[derive(Debug)]
+pub struct UpstreamError {
+    connect: bool,
+    inner: BoxError,
+}
+
+impl UpstreamError {
+    pub fn connect(e: impl Into<BoxError>) -> UpstreamError {
+        UpstreamError {
+            connect: true,
+            inner: e.into(),
+        }
+    }
+
+    pub fn other(e: impl Into<BoxError>) -> UpstreamError {
+        UpstreamError {
+            connect: false,
+            inner: e.into(),
+        }
+    }
+
+    /// The connection could not be made: nothing reached the upstream.
+    pub fn is_connect(&self) -> bool {
+        self.connect
+    }
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.inner)
+    }
+}
+
+struct Idle {
+    tx: SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+/// HTTP/1.1 connections to the targets of one upstream (one TLS setting, one connect
+/// timeout).
+pub struct H1Pool {
+    tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
+    connect_timeout: Duration,
+    idle: Mutex<HashMap<Authority, VecDeque<Idle>>>,
+}
+
+impl H1Pool {
+    /// `tls`: the connector for `https` upstreams and the server name to verify when it
+    /// is not the target's host.
+    pub fn new(
+        tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
+        connect_timeout: Duration,
+    ) -> H1Pool {
+        H1Pool {
+            tls,
+            connect_timeout,
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sends `req` (origin-form URI, `Host` set by the caller) to `authority`.
+    pub async fn send(
+        self: &Arc<Self>,
+        authority: &Authority,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        loop {
+            let (mut tx, reused) = match self.checkout(authority).await {
+                Some(tx) => (tx, true),
+                None => (self.connect(authority).await?, false),
+            };
+            match tx.try_send_request(req).await {
+                Ok(resp) => return Ok(self.returning(authority, tx, resp)),
+                Err(mut e) => match e.take_message() {
+                    // The connection closed before the request was written (the server
+                    // dropped an idle connection): nothing was sent, so try another.
+                    Some(r) if reused => req = r,
+                    _ => return Err(UpstreamError::other(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// The most recently idle live connection to `authority`, if any.
+    async fn checkout(&self, authority: &Authority) -> Option<SendRequest<ProxyBody>> {
+        loop {
+            let mut tx = {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                let stack = idle.get_mut(authority)?;
+                expire(stack, Instant::now());
+                stack.pop_back()?.tx
+            };
+            if tx.is_closed() {
+                continue;
+            }
+            // Returned when its last response body ended; its connection task makes it
+            // ready as soon as it runs. An error means the connection is gone.
+            if tx.ready().await.is_ok() {
+                return Some(tx);
+            }
+        }
+    }
+
+    fn checkin(&self, authority: &Authority, tx: SendRequest<ProxyBody>) {
+        if tx.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let stack = match idle.get_mut(authority) {
+            Some(s) => s,
+            None => idle.entry(authority.clone()).or_default(),
+        };
+        expire(stack, now);
+        if stack.len() < MAX_IDLE {
+            stack.push_back(Idle { tx, since: now });
+        }
+    }
+
+    /// Closes connections idle for longer than the idle timeout (called every second
+    /// by the data plane's refresher, so an unused pool does not hold sockets).
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|_, stack| {
+            expire(stack, now);
+            stack.retain(|i| !i.tx.is_closed());
+            !stack.is_empty()
+        });
+    }
+
+    /// Idle connections held now (tests).
+    pub fn idle_count(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.values().map(VecDeque::len).sum()
+    }
+
+    async fn connect(
+        &self,
+        authority: &Authority,
+    ) -> Result<SendRequest<ProxyBody>, UpstreamError> {
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port = authority
+            .port_u16()
+            .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| UpstreamError::connect(format!("connecting to {authority} timed out")))?
+            .map_err(UpstreamError::connect)?;
+        let _ = tcp.set_nodelay(true);
+        let _ = socket2::SockRef::from(&tcp)
+            .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE));
+        let Some((connector, fixed_name)) = &self.tls else {
+            return handshake(tcp).await;
+        };
+        let name = match fixed_name {
+            Some(n) => n.clone(),
+            None => ServerName::try_from(host.to_string()).map_err(UpstreamError::connect)?,
+        };
+        let tls = tokio::time::timeout(self.connect_timeout, connector.connect(name, tcp))
+            .await
+            .map_err(|_| {
+                UpstreamError::connect(format!("TLS handshake with {authority} timed out"))
+            })?
+            .map_err(UpstreamError::connect)?;
+        handshake(tls).await
+    }
+
+    fn returning(
+        self: &Arc<Self>,
+        authority: &Authority,
+        tx: SendRequest<ProxyBody>,
+        resp: Response<Incoming>,
+    ) -> Response<ProxyBody> {
+        let (parts, body) = resp.into_parts();
+        let give_back = parts.status != StatusCode::SWITCHING_PROTOCOLS;
+        let mut body = Returning {
+            inner: body,
+            back: give_back.then(|| (self.clone(), authority.clone(), tx)),
+        };
+        if body.inner.is_end_stream() {
+            body.give_back();
+        }
+        Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+    }
+}
+
+fn expire(stack: &mut VecDeque<Idle>, now: Instant) {
+    while stack
+        .front()
+        .is_some_and(|i| now.duration_since(i.since) > IDLE_TIMEOUT)
+    {
+        stack.pop_front();
+    }
+}
+
+async fn handshake<IO>(io: IO) -> Result<SendRequest<ProxyBody>, UpstreamError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(UpstreamError::connect)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(tx)
+}
+
+/// `Host` for a request to `authority` without one: the port only when it is not the
+/// scheme's default (what browsers and hyper-util send).
+pub fn host_header(authority: &Authority, tls: bool) -> Option<HeaderValue> {
+    let default = if tls { 443 } else { 80 };
+    match authority.port_u16() {
+        Some(p) if p != default => HeaderValue::from_str(authority.as_str()).ok(),
+        _ => HeaderValue::from_str(authority.host()).ok(),
+    }
+}
+
+/// An upstream response body that gives its connection back when it ends.
+struct Returning {
+    inner: Incoming,
+    back: Option<(Arc<H1Pool>, Authority, SendRequest<ProxyBody>)>,
+}
+
+impl Returning {
+    fn give_back(&mut self) {
+        if let Some((pool, authority, tx)) = self.back.take() {
+            pool.checkin(&authority, tx);
+        }
+    }
+}
+
+impl Body for Returning {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            // The server stops polling once `is_end_stream` says so: give back then.
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.give_back(),
+            Poll::Ready(None) => self.give_back(),
+            Poll::Ready(Some(Err(_))) => self.back = None,
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+    /// An HTTP/1.1 server on loopback that counts its connections; `/close` answers
+    /// with `Connection: close`, `/big` with a body larger than one read.
+    async fn server() -> (Authority, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let conns = Arc::new(AtomicUsize::new(0));
+        let counted = conns.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = listener.accept().await else {
+                    return;
+                };
+                counted.fetch_add(1, SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        let mut r = match req.uri().path() {
+                            "/big" => Response::new(Full::new(Bytes::from(vec![b'x'; 1 << 20]))),
+                            p => Response::new(Full::new(Bytes::from(format!(
+                                "{p} {}",
+                                req.headers()
+                                    .get(http::header::HOST)
+                                    .map_or("-", |h| h.to_str().unwrap_or("?"))
+                            )))),
+                        };
+                        if req.uri().path() == "/close" {
+                            r.headers_mut().insert(
+                                http::header::CONNECTION,
+                                HeaderValue::from_static("close"),
+                            );
+                        }
+                        Ok::<_, std::convert::Infallible>(r)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        (addr.to_string().parse().expect("authority"), conns)
+    }
+
+    fn get(authority: &Authority, path: &str) -> Request<ProxyBody> {
+        let mut req = Request::new(
+            http_body_util::Empty::new()
+                .map_err(|e| match e {})
+                .boxed_unsync(),
+        );
+        *req.uri_mut() = path.parse().expect("path");
+        req.headers_mut().insert(
+            http::header::HOST,
+            host_header(authority, false).expect("host"),
+        );
+        req
+    }
+
+    async fn text(pool: &Arc<H1Pool>, a: &Authority, path: &str) -> String {
+        let resp = pool.send(a, get(a, path)).await.expect("response");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    #[tokio::test]
+    async fn sequential_requests_share_one_connection() {
+        let (a, conns) = server().await;
+        let pool = Arc::new(H1Pool::new(None, Duration::from_secs(1)));
+        for i in 0..5 {
+            assert_eq!(
+                text(&pool, &a, &format!("/r{i}")).await,
+                format!("/r{i} {a}")
+            );
+        }
+        assert_eq!(conns.load(SeqCst), 1, "keep-alive reused the connection");
+        assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_open_one_connection_each_then_reuse_them() {
+        let (a, conns) = server().await;
+        let pool = Arc::new(H1Pool::new(None, Duration::from_secs(1)));
+        // Hold three response bodies unread: three connections are busy at once.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(pool.send(&a, get(&a, "/big")).await.expect("response"));
+        }
+        assert_eq!(conns.load(SeqCst), 3);
+        assert_eq!(
+            pool.idle_count(),
+            0,
+            "a connection with an unread body is not idle"
+        );
+        for r in held {
+            let n = r
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes()
+                .len();
+            assert_eq!(n, 1 << 20);
+        }
+        assert_eq!(pool.idle_count(), 3);
+        for _ in 0..6 {
+            text(&pool, &a, "/again").await;
+        }
+        assert_eq!(conns.load(SeqCst), 3, "later requests reused them");
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_early_or_a_closing_answer_is_never_reused() {
+        let (a, conns) = server().await;
+        let pool = Arc::new(H1Pool::new(None, Duration::from_secs(1)));
+        drop(pool.send(&a, get(&a, "/big")).await.expect("response"));
+        assert_eq!(pool.idle_count(), 0);
+        assert_eq!(text(&pool, &a, "/next").await, format!("/next {a}"));
+        assert_eq!(
+            conns.load(SeqCst),
+            2,
+            "the half-read connection was not reused"
+        );
+        assert_eq!(text(&pool, &a, "/close").await, format!("/close {a}"));
+        assert_eq!(text(&pool, &a, "/after").await, format!("/after {a}"));
+        assert_eq!(
+            conns.load(SeqCst),
+            3,
+            "`Connection: close` ended the second one"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let a: Authority = l
+            .local_addr()
+            .expect("addr")
+            .to_string()
+            .parse()
+            .expect("authority");
+        drop(l);
+        let pool = Arc::new(H1Pool::new(None, Duration::from_secs(1)));
+        let e = pool
+            .send(&a, get(&a, "/"))
+            .await
+            .expect_err("nothing listens");
+        assert!(e.is_connect(), "{e}");
+    }
+
+    #[test]
+    fn host_header_omits_the_default_port() {
+        let h = |a: &str, tls| host_header(&a.parse().expect("authority"), tls).expect("value");
+        assert_eq!(h("example.com:80", false), "example.com");
+        assert_eq!(h("example.com:443", true), "example.com");
+        assert_eq!(h("example.com:8080", false), "example.com:8080");
+        assert_eq!(h("example.com:80", true), "example.com:80");
+        assert_eq!(h("[::1]:9000", false), "[::1]:9000");
+    }
+}
