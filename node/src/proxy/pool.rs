@@ -106,7 +106,7 @@ impl H1Pool {
         mut req: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
         loop {
-            let (mut tx, reused) = match self.checkout(authority).await {
+            let (mut tx, reused) = match self.checkout(authority) {
                 Some(tx) => (tx, true),
                 None => (self.connect(authority).await?, false),
             };
@@ -122,24 +122,40 @@ impl H1Pool {
         }
     }
 
-    /// The most recently idle live connection to `authority`, if any.
-    async fn checkout(&self, authority: &Authority) -> Option<SendRequest<ProxyBody>> {
-        loop {
-            let mut tx = {
+    /// The most recently idle live connection to `authority` that is ready for a
+    /// request now, if any. One whose connection task has not yet caught up with the
+    /// end of its last exchange (or still sends a request body the upstream answered
+    /// before reading) stays in the pool for later instead of being waited for.
+    fn checkout(&self, authority: &Authority) -> Option<SendRequest<ProxyBody>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut busy = Vec::new();
+        let found = loop {
+            let mut conn = {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                let stack = idle.get_mut(authority)?;
+                let Some(stack) = idle.get_mut(authority) else {
+                    break None;
+                };
                 expire(stack, Instant::now());
-                stack.pop_back()?.tx
+                match stack.pop_back() {
+                    Some(c) => c,
+                    None => break None,
+                }
             };
-            if tx.is_closed() {
-                continue;
+            match conn.tx.poll_ready(&mut cx) {
+                Poll::Ready(Ok(())) => break Some(conn.tx),
+                Poll::Ready(Err(_)) => {} // closed: dropped
+                Poll::Pending => busy.push(conn),
             }
-            // Returned when its last response body ended; its connection task makes it
-            // ready as soon as it runs. An error means the connection is gone.
-            if tx.ready().await.is_ok() {
-                return Some(tx);
+        };
+        if !busy.is_empty() {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            // At the cold end, so the next request does not poll them again first.
+            let stack = idle.entry(authority.clone()).or_default();
+            for conn in busy {
+                stack.push_front(conn);
             }
         }
+        found
     }
 
     fn checkin(&self, authority: &Authority, tx: SendRequest<ProxyBody>) {
@@ -164,8 +180,7 @@ impl H1Pool {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.retain(|_, stack| {
-            expire(stack, now);
-            stack.retain(|i| !i.tx.is_closed());
+            stack.retain(|i| !i.tx.is_closed() && now.duration_since(i.since) <= IDLE_TIMEOUT);
             !stack.is_empty()
         });
     }
@@ -441,6 +456,41 @@ mod tests {
             3,
             "`Connection: close` ended the second one"
         );
+    }
+
+    /// A request body that never ends (a client that stalls mid-upload).
+    struct Stalled;
+
+    impl Body for Stalled {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_still_sending_a_request_body_is_not_handed_out() {
+        let (a, conns) = server().await;
+        let pool = Arc::new(H1Pool::new(None, Duration::from_secs(1)));
+        let mut req = get(&a, "/early");
+        *req.method_mut() = http::Method::POST;
+        *req.body_mut() = Stalled.boxed_unsync();
+        // The test server answers without reading the body.
+        let resp = pool.send(&a, req).await.expect("an early answer");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&body[..], format!("/early {a}").as_bytes());
+        // Waiting for that connection would wait for the stalled upload: the next
+        // request must go out on a new one (the bound only turns a hang into a failure).
+        let next = tokio::time::timeout(Duration::from_secs(10), text(&pool, &a, "/next"))
+            .await
+            .expect("not queued behind the busy connection");
+        assert_eq!(next, format!("/next {a}"));
+        assert_eq!(conns.load(SeqCst), 2);
     }
 
     #[tokio::test]
