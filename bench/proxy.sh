@@ -5,7 +5,8 @@
 # Prints req/s, p50 and p99 per system, the ratio to nginx, and the p99 latency added
 # at moderate load. Not a test: nothing fails on a number. See bench/README.md.
 #
-# Environment: DURATION (10) seconds per measured run, CONNS (64) connections of the
+# Environment: DURATION (10) seconds per measured run, ROUNDS (1) repetitions of the
+# whole sequence (the report shows each row's median round), CONNS (64) connections of the
 # throughput run, LOW_CONNS (4) of the moderate-load run, WARMUP (3) seconds,
 # SYSTEMS (direct,nginx,raftgate,raftgate-auth), BUILD (1; 0 uses existing binaries),
 # PROXY_CPU (0), LOAD_CPU (1), KEEP_WORK (0; 1 keeps the temp dir with logs and wrk output),
@@ -18,6 +19,7 @@ source "$root/bench/lib.sh"
 target="${CARGO_TARGET_DIR:-$root/target}"
 
 DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-1}"
 CONNS="${CONNS:-64}"
 LOW_CONNS="${LOW_CONNS:-4}"
 WARMUP="${WARMUP:-3}"
@@ -31,10 +33,11 @@ log() { printf '[proxy-bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 wants() { [[ ",$SYSTEMS," == *",$1,"* ]]; }
 
-for v in DURATION CONNS LOW_CONNS WARMUP PROXY_CPU LOAD_CPU; do
+for v in DURATION ROUNDS CONNS LOW_CONNS WARMUP PROXY_CPU LOAD_CPU; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((DURATION >= 1 && DURATION <= 600)) || die "DURATION must be 1..600"
+((ROUNDS >= 1 && ROUNDS <= 20)) || die "ROUNDS must be 1..20"
 for s in ${SYSTEMS//,/ }; do
     case "$s" in direct | nginx | raftgate | raftgate-auth) ;; *) die "unknown system '$s' in SYSTEMS" ;; esac
 done
@@ -121,7 +124,8 @@ run_wrk() {
     echo "$out"
 }
 
-declare -A RESULT # "system:conns" -> parse_wrk line
+declare -A RESULT # "system:conns:round" -> parse_wrk line; "system:conns" -> the median
+ROUND=1
 
 # bench NAME URL [HEADER]: checks one request answers 200 "ok", then both load levels.
 bench() {
@@ -139,7 +143,7 @@ bench() {
     local c
     for c in "$CONNS" "$LOW_CONNS"; do
         log "$name: wrk -t1 -c$c -d${DURATION}s $url"
-        RESULT["$name:$c"]="$(parse_wrk "$(run_wrk "$name" "$url" "$c" "$header")")"
+        RESULT["$name:$c:$ROUND"]="$(parse_wrk "$(run_wrk "$name-r$ROUND" "$url" "$c" "$header")")"
     done
 }
 
@@ -147,7 +151,7 @@ bench() {
 
 load_at_start="$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')"
 log "work dir $work; proxy on CPU $PROXY_CPU, wrk and upstream on CPU $LOAD_CPU; load average $load_at_start"
-taskset -c "$PROXY_CPU" "$UPSTREAM_BIN" --listen 127.0.0.1:0 --name bench --threads 1 \
+taskset -c "$LOAD_CPU" "$UPSTREAM_BIN" --listen 127.0.0.1:0 --name bench --threads 1 \
     >"$work/upstream.log" 2>&1 &
 upstream_pid=$!
 pids+=("$upstream_pid")
@@ -156,17 +160,18 @@ wait_for "the upstream to listen" 10 upstream_listening || die "upstream: $(cat 
 UPSTREAM="$(awk '/^listening on / {print $3; exit}' "$work/upstream.log")"
 log "upstream at $UPSTREAM"
 
-if wants direct; then
+run_direct() {
     # Ceiling: the upstream alone on the proxy's CPU, wrk on the other.
+    taskset -a -p -c "$PROXY_CPU" "$upstream_pid" >/dev/null
     bench direct "http://$UPSTREAM/bench"
-fi
-# From here on the upstream shares the load generator's CPU; the proxy has its own.
-taskset -a -p -c "$LOAD_CPU" "$upstream_pid" >/dev/null
+    # Otherwise the upstream shares the load generator's CPU; the proxy has its own.
+    taskset -a -p -c "$LOAD_CPU" "$upstream_pid" >/dev/null
+}
 
 # ---------------------------------------------------------------------------- nginx
 
-if wants nginx; then
-    ngx="$work/nginx"
+run_nginx() {
+    ngx="$work/nginx-r$ROUND"
     mkdir -p "$ngx/tmp"
     nginx_port="$(free_port)"
     user_line=""
@@ -188,7 +193,7 @@ if wants nginx; then
     pids+=("$nginx_pid")
     bench nginx "http://127.0.0.1:$nginx_port/plain"
     stop_pid "$nginx_pid"
-fi
+}
 
 # ---------------------------------------------------------------------------- raftgate
 
@@ -197,7 +202,7 @@ fi
 start_raftgate() {
     local name="$1"
     shift
-    local dir="$work/$name"
+    local dir="$work/$name-r$ROUND"
     mkdir -p "$dir"
     # Only what this row sets: no RAFTGATE_* from the caller's environment.
     local unset=() v
@@ -237,18 +242,55 @@ start_raftgate() {
     api routes '{"id":"auth","tenant":"t1","path":"/auth","target":{"upstream":"bench"},"policies":[{"key_auth":{}},{"rewrite":{"replace_prefix":"/bench"}}]}' >/dev/null
 }
 
-if wants raftgate; then
+run_raftgate() {
     start_raftgate raftgate
     bench raftgate "http://$RG_HTTP/plain"
     stop_pid "$RG_PID"
-fi
-if wants raftgate-auth; then
+}
+
+run_raftgate_auth() {
     # Access log: JSON lines through tracing target `access` on stdout (into a file).
     start_raftgate raftgate-auth RAFTGATE_ACCESS_LOG=1
     bench raftgate-auth "http://$RG_HTTP/auth" "Authorization: Bearer $RG_KEY"
     stop_pid "$RG_PID"
-    log "raftgate-auth access log: $(wc -l <"$work/raftgate-auth/stdout.log") lines"
-fi
+    log "raftgate-auth access log: $(wc -l <"$work/raftgate-auth-r$ROUND/stdout.log") lines"
+}
+
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    ((ROUNDS == 1)) || log "round $ROUND of $ROUNDS"
+    if wants direct; then run_direct; fi
+    if wants nginx; then run_nginx; fi
+    if wants raftgate; then run_raftgate; fi
+    if wants raftgate-auth; then run_raftgate_auth; fi
+done
+
+median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+# aggregate SYSTEM CONNS: a parse_wrk line of the median of the rounds that worked
+# (each column on its own; the lower middle one for an even count).
+aggregate() {
+    local s="$1" c="$2" r line oks=() notes=""
+    for ((r = 1; r <= ROUNDS; r++)); do
+        line="${RESULT["$s:$c:$r"]:-}"
+        [[ -n "$line" ]] || continue
+        if [[ "$line" == ok* ]]; then oks+=("$line"); else notes+="round$r:${line##* } "; fi
+    done
+    if ((${#oks[@]} == 0)); then
+        echo "FAILED - - - ${notes:-not-run}"
+        return
+    fi
+    local col=() i
+    for i in 2 3 4; do
+        col+=("$(printf '%s\n' "${oks[@]}" | awk -v i="$i" '{print $i}' | median)")
+    done
+    echo "ok ${col[*]} ${notes% }"
+}
+
+for s in direct nginx raftgate raftgate-auth; do
+    for c in "$CONNS" "$LOW_CONNS"; do
+        if wants "$s"; then RESULT["$s:$c"]="$(aggregate "$s" "$c")"; fi
+    done
+done
 
 # ---------------------------------------------------------------------------- report
 
@@ -264,6 +306,7 @@ ok() { [[ "$(field "$1" "$2" 1)" == ok ]]; }
 
 echo
 echo "Proxy overhead: wrk -t1, ${DURATION}s after ${WARMUP}s warm-up; upstream raftgate-upstream /bench"
+((ROUNDS == 1)) || echo "(median of $ROUNDS rounds of the whole sequence, each column on its own)"
 echo "($cpus CPUs; proxy on CPU $PROXY_CPU; wrk and upstream on CPU $LOAD_CPU; direct: upstream on CPU $PROXY_CPU)"
 echo "(1-minute load average at start: $load_at_start; above ~0.5 other processes compete for the CPUs)"
 echo
