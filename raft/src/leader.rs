@@ -173,6 +173,7 @@ impl RaftNode {
         let mut pause = FIRST_PAUSE;
         let mut last = RaftGateError::NoLeader;
         for attempt in 1..=MAX_ATTEMPTS {
+            let tried = self.current_leader();
             let outcome = match local().await {
                 Err(CallError::NotLeader {
                     leader_id: Some(id),
@@ -195,7 +196,13 @@ impl RaftNode {
                 break;
             }
             tracing::debug!(what, attempt, error = %last, "leader not reachable yet; retrying");
-            tokio::time::sleep(pause.min(left)).await;
+            // A leader other than the one just tried ends the pause at once: after a
+            // failover the backoff has grown to hundreds of milliseconds, which every
+            // waiting write would otherwise add to the outage.
+            tokio::select! {
+                () = tokio::time::sleep(pause.min(left)) => {}
+                () = self.leader_changed_from(tried) => {}
+            }
             pause = (pause * 2).min(MAX_PAUSE);
         }
         Err(last)

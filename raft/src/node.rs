@@ -137,6 +137,20 @@ impl RaftNode {
         self.inner.raft.metrics().borrow().current_leader
     }
 
+    /// Resolves once the leader this node knows differs from `from`: a caller waiting on
+    /// an answer from (or for) `from` stops waiting when leadership moves. Never resolves
+    /// once the node shuts down.
+    pub async fn leader_changed_from(&self, from: Option<NodeId>) {
+        let mut metrics = self.inner.raft.metrics();
+        if metrics
+            .wait_for(|m| m.current_leader != from)
+            .await
+            .is_err()
+        {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Both gRPC services (Raft + cluster management), for callers composing their own server.
     pub fn grpc_routes(&self) -> Routes {
         server::routes(self.clone())

@@ -81,8 +81,29 @@ async fn three_nodes_replicate_forward_and_fail_over() {
     // Leader failover: a write sent right after the leader dies waits out the election
     // (retrying at the new leader), and the survivors keep accepting writes.
     let old = cluster.leader().await;
+    let watchers: Vec<_> = cluster
+        .nodes
+        .iter()
+        .filter(|(id, _)| **id != old)
+        .map(|(_, n)| {
+            let raft = n.raft.clone();
+            tokio::spawn(async move {
+                raft.leader_changed_from(Some(old)).await;
+                raft.current_leader()
+            })
+        })
+        .collect();
     let (_dir, _addr) = cluster.nodes.remove(&old).expect("leader").stop().await;
     let survivor = *cluster.nodes.keys().next().expect("a survivor");
+    // Waiters on the old leader (a quota sync, a paused retry) are released when the
+    // survivors stop following it, whatever they follow next.
+    for w in watchers {
+        let now = tokio::time::timeout(std::time::Duration::from_secs(30), w)
+            .await
+            .expect("survivors notice the leader is gone")
+            .expect("watcher task");
+        assert_ne!(now, Some(old));
+    }
     // A forward that was already on the wire to the dying leader has an unknown outcome
     // and is answered as an error (never retried blindly: it may have been applied), so
     // the client retries, as a real one would. A forward never sent is retried inside.

@@ -3,7 +3,8 @@
 //!
 //! Asks are sized from each bucket's recent rate so a busy bucket is topped up before it
 //! runs dry. A write whose outcome is unknown (timeout, leader change) is sent again with
-//! the same serial: the ledger answers a repeat with its recorded reply.
+//! the same serial: the ledger answers a repeat with its recorded reply. A leader change
+//! does not wait for the timeout: the write is resent to the new leader at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,7 +95,20 @@ impl Quotas {
                 }
             };
             let cmd = Command::new("quota", Op::QuotaSync(batch.sync.clone()));
-            let answer = tokio::time::timeout(WRITE_TIMEOUT, raft.write(cmd)).await;
+            // A write still waiting when leadership moves (typically forwarded to a
+            // leader that died, whose address no longer answers) is abandoned and sent
+            // again to the new leader at once: waiting out WRITE_TIMEOUT would leave
+            // every bucket of this node dry for that long after a failover. The repeat
+            // carries the same serial, so the ledger grants it once.
+            let leader = raft.current_leader();
+            let answer = tokio::select! {
+                answer = tokio::time::timeout(WRITE_TIMEOUT, raft.write(cmd)) => answer,
+                () = raft.leader_changed_from(leader) => {
+                    tracing::debug!("leader changed during a quota sync; resending");
+                    pending = Some(batch);
+                    continue;
+                }
+            };
             match answer {
                 Ok(Ok(resp)) => match resp.result {
                     Ok(applied) => {
