@@ -14,9 +14,10 @@ use raftgate_store::model::{HashKey, SubscriptionState, UpstreamProtocol};
 
 use crate::llm::Llm;
 use crate::proxy::access::{Outcome, Tracked};
-use crate::proxy::auth::{self, Credential, Identity};
+use crate::proxy::auth::{self, Identity};
 use crate::proxy::capture::CaptureBody;
 use crate::proxy::compile::{Backend, Compiled, RouteRt};
+use crate::proxy::head::{strip_hop_by_hop, Head, X_REQUEST_ID};
 use crate::proxy::limit::{BodyTooLarge, DrainingLimit};
 use crate::proxy::policy::CorsVerdict;
 use crate::proxy::quota_check::check_quotas;
@@ -26,7 +27,6 @@ use crate::proxy::unauth::{llm_guarded, too_many_unauthenticated};
 use crate::proxy::{BoxError, DataPlane, ProxyBody};
 use crate::quota::Quotas;
 use crate::shield::{Port, Shield};
-use crate::telemetry::trace_context::TRACEPARENT;
 
 /// The client side of one connection.
 #[derive(Debug, Clone, Copy)]
@@ -35,17 +35,8 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
-static X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
 static DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
 static SUNSET: HeaderName = HeaderName::from_static("sunset");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
 /// Bodies up to this size (with a `Content-Length`) are read before the first try so
 /// that a retry can send them again; larger or chunked bodies stream through once.
 const REPLAY_MAX: u64 = 64 * 1024;
@@ -95,49 +86,6 @@ fn request_host(uri: &Uri, headers: &HeaderMap) -> String {
         raw.split(':').next().unwrap_or(raw)
     };
     host.to_ascii_lowercase()
-}
-
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and every header it
-/// names, plus the well-known ones. `TE: trailers` survives; an upgrade keeps
-/// `Connection: upgrade` and `Upgrade`.
-fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        if !(keep_upgrade && n == header::UPGRADE) {
-            h.remove(n);
-        }
-    }
-    let te_trailers = h
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    for n in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRANSFER_ENCODING,
-        &header::PROXY_AUTHORIZATION,
-    ] {
-        h.remove(n);
-    }
-    h.remove(header::CONNECTION);
-    if keep_upgrade {
-        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        h.remove(header::UPGRADE);
-    }
-    if te_trailers {
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
-    }
 }
 
 fn is_upgrade(req: &Request<Incoming>) -> bool {
@@ -533,103 +481,21 @@ async fn route_and_forward(
         }
     }
 
-    // Phase 6: the upstream request head.
-    let mut query = uri.query().map(str::to_string);
-    if let Some(id) = &identity {
-        match &id.credential {
-            Credential::Header(h) => {
-                parts.headers.remove(h);
-            }
-            Credential::Query(name) => {
-                query = query.map(|q| {
-                    q.split('&')
-                        .filter(|kv| kv.split('=').next() != Some(name.as_str()))
-                        .collect::<Vec<_>>()
-                        .join("&")
-                });
-            }
-        }
-    }
+    // Phase 6: the upstream request head (`head`).
     let new_path = match &route.rewrite {
         Some(rule) => rewrite(rule, path, found.matched_len, &found.params),
         None => path.to_string(),
     };
-    let path_and_query = match query.filter(|q| !q.is_empty()) {
-        Some(q) => format!("{new_path}?{q}"),
-        None => new_path,
-    };
-    let path_and_query: http::uri::PathAndQuery = path_and_query.parse().map_err(|_| {
-        fail(
-            StatusCode::BAD_REQUEST,
-            "bad_path",
-            "the rewritten path is not a valid URI path",
-        )
-    })?;
-
-    let headers = &mut parts.headers;
-    let original_host = headers.get(header::HOST).cloned().or_else(|| {
-        uri.authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    strip_hop_by_hop(headers, downstream_upgrade.is_some());
-    let client_ip = conn.peer.ip().to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {client_ip}"),
-        None => client_ip.clone(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    let proto = if conn.tls { "https" } else { "http" };
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    let for_node = if conn.peer.is_ipv6() {
-        format!("\"[{client_ip}]\"")
-    } else {
-        client_ip.clone()
-    };
-    let fwd = match original_host.as_ref().and_then(|h| h.to_str().ok()) {
-        Some(h) => {
-            if let Some(v) = original_host.clone() {
-                headers.insert(X_FORWARDED_HOST.clone(), v);
-            }
-            format!("for={for_node};host=\"{h}\";proto={proto}")
-        }
-        None => format!("for={for_node};proto={proto}"),
-    };
-    let fwd = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {fwd}"),
-        None => fwd,
-    };
-    if let Ok(v) = HeaderValue::from_str(&fwd) {
-        headers.insert(header::FORWARDED, v);
-    }
-    headers.insert(X_REQUEST_ID.clone(), outcome.request_id.clone());
-    if let Some(t) = &outcome.trace {
-        // This call's span becomes the upstream's parent (W3C Trace Context).
-        headers.insert(TRACEPARENT, t.ctx.traceparent());
-    }
-    headers.remove(&X_CONSUMER_ID);
-    headers.remove(&X_TENANT_ID);
-    if let Some(id) = &identity {
-        if let (Ok(c), Ok(t)) = (
-            HeaderValue::from_str(&id.consumer),
-            HeaderValue::from_str(&id.tenant),
-        ) {
-            headers.insert(X_CONSUMER_ID.clone(), c);
-            headers.insert(X_TENANT_ID.clone(), t);
-        }
-    }
     let up = &up;
-    if up.spec.preserve_host {
-        if let Some(h) = original_host {
-            headers.insert(header::HOST, h);
-        }
-    } else {
-        headers.remove(header::HOST);
-    }
-    if let Some(ops) = &route.request_headers {
-        ops.apply(headers);
-    }
+    let head = Head {
+        conn,
+        route: &route,
+        identity: identity.as_ref(),
+        upgrade: downstream_upgrade.is_some(),
+        preserve_host: up.spec.preserve_host,
+    };
+    let path_and_query = head.path_and_query(uri, new_path)?;
+    head.headers(&mut parts.headers, uri, outcome);
 
     // Phase 7: tries.
     let spec = &up.spec;
@@ -651,7 +517,7 @@ async fn route_and_forward(
                     .strip_prefix('=')
                     .map(|v| v.as_bytes().to_vec())
             }),
-        Some(HashKey::ClientIp) => Some(client_ip.into_bytes()),
+        Some(HashKey::ClientIp) => Some(conn.peer.ip().to_string().into_bytes()),
         None => None,
     };
     let version = match spec.protocol {

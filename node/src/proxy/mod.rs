@@ -14,6 +14,7 @@ pub mod capture;
 pub mod client;
 pub mod compile;
 mod forward;
+mod head;
 pub mod health;
 pub mod limit;
 pub mod metrics;
