@@ -228,7 +228,14 @@ pub async fn handle(
         Ok(r) => r,
         Err((status, code, message)) => {
             outcome.error = Some(code);
-            json_error(status, code, &message)
+            let mut r = json_error(status, code, &message);
+            if status == StatusCode::PAYLOAD_TOO_LARGE && parts.version <= Version::HTTP_11 {
+                // The body stays unread and hyper closes the connection: say so, or a
+                // keep-alive client may send its next request on a closing socket.
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            r
         }
     };
     if !extra.is_empty() {
