@@ -190,12 +190,24 @@ impl AdminClient {
         })
     }
 
-    /// `GET path` whatever the status: the status and the body as JSON (`Null` when it
-    /// is not JSON), for tests that assert on refusals as well as answers.
+    /// `method path` with an optional JSON body, whatever the status: the status and the
+    /// answer as JSON (`Null` when it is not JSON), for tests that assert on refusals as
+    /// well as answers.
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), AdminError> {
+        let bytes = body.map(|b| ("application/json", b.to_string().into_bytes()));
+        let raw = self.raw(method, path, bytes).await?;
+        let answer = serde_json::from_str(&raw.body).unwrap_or(Value::Null);
+        Ok((raw.status, answer))
+    }
+
+    /// `GET path` whatever the status (see [`AdminClient::json`]).
     pub async fn get_json(&self, path: &str) -> Result<(StatusCode, Value), AdminError> {
-        let raw = self.raw(Method::GET, path, None).await?;
-        let body = serde_json::from_str(&raw.body).unwrap_or(Value::Null);
-        Ok((raw.status, body))
+        self.json(Method::GET, path, None).await
     }
 
     /// `POST /admin/v1/tokens`: a new token with `role`, optionally scoped to `tenant`.

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use raftgate_chaos::UpstreamOptions;
-use raftgate_chaos::{wait, AdminClient, ClusterBuilder, LocalCluster, TestUpstream};
+use raftgate_chaos::{wait, ClusterBuilder, LocalCluster, TestUpstream};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -73,12 +73,10 @@ pub async fn call(
     if let Some(t) = token {
         client = client.with_token(t);
     }
-    let bytes = body.map(|b| ("application/json", b.to_string().into_bytes()));
-    let raw = AdminClient::raw(&client, method.clone(), path, bytes)
+    client
+        .json(method.clone(), path, body)
         .await
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let v = serde_json::from_str(&raw.body).unwrap_or(Value::Null);
-    (raw.status, v)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 /// `GET path` as admin, insisting on success.

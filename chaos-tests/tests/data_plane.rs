@@ -144,16 +144,10 @@ impl Gateway {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
-        let raw = self
-            .admin
-            .raw(method.clone(), path, body)
+        self.admin
+            .json(method.clone(), path, body.as_ref())
             .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        (
-            raw.status,
-            serde_json::from_str(&raw.body).unwrap_or(Value::Null),
-        )
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     pub async fn tenant(&self, id: &str) {

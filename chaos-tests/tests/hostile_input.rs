@@ -52,16 +52,10 @@ async fn gateway(env: &[(&str, &str)]) -> Gateway {
 
 impl Gateway {
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
-        let raw = self
-            .admin
-            .raw(method.clone(), path, body)
+        self.admin
+            .json(method.clone(), path, body.as_ref())
             .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        (
-            raw.status,
-            serde_json::from_str(&raw.body).unwrap_or(Value::Null),
-        )
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     async fn create(&self, collection: &str, body: Value) {

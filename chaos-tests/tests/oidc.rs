@@ -89,13 +89,11 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let c = AdminClient::new(url).with_token(token);
-    let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
-    let r = c.raw(method, path, body).await.expect("node answers");
-    (
-        r.status,
-        serde_json::from_str(&r.body).unwrap_or(Value::Null),
-    )
+    AdminClient::new(url)
+        .with_token(token)
+        .json(method, path, body.as_ref())
+        .await
+        .expect("node answers")
 }
 
 async fn whoami(url: &str, token: &str) -> (StatusCode, Value) {

@@ -3,16 +3,12 @@
 use super::*;
 
 pub(crate) async fn admin_get(cluster: &LocalCluster, i: usize, path: &str) -> (StatusCode, Value) {
-    let raw = cluster
+    cluster
         .client(i)
         .expect("admin client")
-        .raw(Method::GET, path, None)
+        .get_json(path)
         .await
-        .unwrap_or_else(|e| panic!("GET {path} on node {}: {e}", i + 1));
-    (
-        raw.status,
-        serde_json::from_str(&raw.body).unwrap_or(Value::Null),
-    )
+        .unwrap_or_else(|e| panic!("GET {path} on node {}: {e}", i + 1))
 }
 
 /// The one usage item of `q1` (`consistent=true` when asked), from node `i`.
