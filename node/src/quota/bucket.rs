@@ -104,11 +104,16 @@ impl Bucket {
     pub fn remaining_estimate(&self, limit: u64) -> u64 {
         let held = self.balance().max(0) as u64;
         let hint = if self.strict() {
-            self.remaining_hint.load(Ordering::Relaxed)
+            self.remaining_hint()
         } else {
             0
         };
         hint.saturating_add(held).min(limit)
+    }
+
+    /// Ungranted units the cluster had for this counter at the last grant.
+    pub fn remaining_hint(&self) -> u64 {
+        self.remaining_hint.load(Ordering::Relaxed)
     }
 
     pub fn exhausted(&self, now_ms: u64) -> bool {

@@ -179,6 +179,34 @@ impl Quotas {
         entry.clone()
     }
 
+    /// The bucket of the window after `b`'s, created now for a prefetch; `None` when it
+    /// exists already or `b`'s window has no successor.
+    fn next_window_bucket(&self, b: &Bucket) -> Option<Arc<Bucket>> {
+        let (start, end) = window::bounds(b.policy.window, b.id.window_end_ms);
+        if start != b.id.window_end_ms || end <= start {
+            return None;
+        }
+        let k = BucketKey {
+            policy: b.policy.id.clone(),
+            key: b.id.key.clone(),
+            window_start_ms: start,
+        };
+        let mut created = None;
+        self.buckets.entry(k).or_insert_with(|| {
+            let id = CounterId {
+                policy: b.policy.id.clone(),
+                key: b.id.key.clone(),
+                window_start_ms: start,
+                window_end_ms: end,
+            };
+            // In use from its first instant: not idle (nor handed back) before it starts.
+            let next = Arc::new(Bucket::new(id, b.policy.clone(), self.voters(), start));
+            created = Some(next.clone());
+            next
+        });
+        created
+    }
+
     /// Takes each check's units from its quota, or nothing at all.
     pub async fn admit(&self, checks: &[Check], now_ms: u64) -> Result<Permit, Rejection> {
         let mut permit = Permit {

@@ -25,15 +25,26 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const LEAD_SECS: f64 = 0.5;
 /// ...when it holds less than this much.
 const LOW_SECS: f64 = 0.2;
-/// A bucket unused this long hands its units back (if its window has that long left).
+/// A bucket unused this long hands its units back (if its window has that long left)...
 const IDLE_RETURN_MS: u64 = 3_000;
+/// ...or this long, when its window repeats and its counter was less than half granted
+/// at the last grant: the units are no loss to other nodes then, and handing them back
+/// would make this node's next call on the counter wait for a Raft round trip (many
+/// keys each used every few seconds would wait on almost every call).
+const IDLE_RETURN_PLENTY_MS: u64 = 60_000;
+/// In the last this-many milliseconds of a window of a minute or longer, a bucket in use
+/// asks for its next window's units, so the rollover makes no call wait.
+const PREFETCH_MS: u64 = 2_000;
 /// Usage is reported at least this often (and with every sync that goes anyway).
 const USAGE_EVERY_MS: u64 = 1_000;
 /// At most this many items per Raft entry; more wait for the next tick.
-const MAX_ITEMS: usize = 4_096;
+pub(super) const MAX_ITEMS: usize = 4_096;
 
-struct Batch {
-    sync: QuotaSync,
+pub(super) struct Batch {
+    pub(super) sync: QuotaSync,
+    /// [`MAX_ITEMS`] cut the pass short: buckets after the cut wait for the next tick
+    /// (a usage report then goes on where this one stopped).
+    pub(super) truncated: bool,
     /// The bucket of each ask, in order.
     ask_buckets: Vec<Arc<Bucket>>,
 }
@@ -87,7 +98,7 @@ impl Quotas {
                     {
                         continue;
                     }
-                    if report || !b.sync.usage.is_empty() {
+                    if (report || !b.sync.usage.is_empty()) && !b.truncated {
                         last_usage_ms = now_ms;
                     }
                     serial += 1;
@@ -147,7 +158,7 @@ impl Quotas {
 
     /// Builds this tick's sync: asks for buckets that need units, hand-backs from idle
     /// ones, usage, and drops buckets whose window is over (after reporting them).
-    fn collect(
+    pub(super) fn collect(
         &self,
         now_ms: u64,
         dt_secs: f64,
@@ -170,8 +181,11 @@ impl Quotas {
         let mut over = Vec::new();
         let mut items = 0usize;
         let mut balances: std::collections::BTreeMap<String, i64> = Default::default();
+        let mut next_windows: Vec<(Arc<Bucket>, u64)> = Vec::new();
+        let mut truncated = false;
         for entry in self.buckets.iter() {
             if items >= MAX_ITEMS {
+                truncated = true;
                 break;
             }
             let b = entry.value();
@@ -191,19 +205,33 @@ impl Quotas {
                 over.push(entry.key().clone());
                 continue;
             }
-            *balances.entry(b.policy.id.clone()).or_default() += b.balance();
+            // The balance gauges go with the usage reports (once a second): summing
+            // them is a map look-up per bucket, and this loop visits every bucket every
+            // tick.
+            if report_usage {
+                match balances.get_mut(b.policy.id.as_str()) {
+                    Some(sum) => *sum += b.balance(),
+                    None => {
+                        balances.insert(b.policy.id.clone(), b.balance());
+                    }
+                }
+            }
             if !b.strict() {
                 continue;
             }
             let rate = b.tick_rate(dt_secs);
             let balance = b.balance();
-            let recently_used = now_ms.saturating_sub(b.last_use_ms()) < IDLE_RETURN_MS;
+            let idle_ms = now_ms.saturating_sub(b.last_use_ms());
+            let recently_used = idle_ms < IDLE_RETURN_MS;
             let low = (rate * LOW_SECS) as i64;
             let needs = want > 0 || (recently_used && balance <= low && rate > 0.0);
+            let target = ((rate * LEAD_SECS).ceil() as u64)
+                .min(hold_cap(b, voters))
+                .max(first_ask(b, voters));
+            if idle_ms < PREFETCH_MS && prefetches(b, now_ms) {
+                next_windows.push((b.clone(), target));
+            }
             if needs && (want > 0 || !b.exhausted(now_ms)) {
-                let target = ((rate * LEAD_SECS).ceil() as u64)
-                    .min(hold_cap(b, voters))
-                    .max(first_ask(b, voters));
                 let desired = target.max(want) as i64;
                 let units = (desired - balance).max(1) as u64;
                 sync.asks.push(Units {
@@ -212,7 +240,7 @@ impl Quotas {
                 });
                 ask_buckets.push(b.clone());
                 items += 1;
-            } else if !recently_used
+            } else if idle_ms >= idle_return_ms(b)
                 && b.id.window_end_ms.saturating_sub(now_ms) > IDLE_RETURN_MS
                 && balance > 0
             {
@@ -229,11 +257,31 @@ impl Quotas {
         for key in over {
             self.buckets.remove(&key);
         }
+        // Next windows' buckets, created outside the iteration over the map. Each is
+        // asked for once: when it exists already, it had its ask (or calls of its own).
+        for (b, target) in next_windows {
+            if items >= MAX_ITEMS {
+                break;
+            }
+            let Some(next) = self.next_window_bucket(&b) else {
+                continue;
+            };
+            sync.asks.push(Units {
+                counter: next.id.clone(),
+                units: target,
+            });
+            ask_buckets.push(next);
+            items += 1;
+        }
         for (policy, balance) in balances {
             self.metrics.balance(&policy, balance);
         }
         self.metrics.buckets(self.buckets.len());
-        Batch { sync, ask_buckets }
+        Batch {
+            sync,
+            ask_buckets,
+            truncated,
+        }
     }
 
     fn apply_reply(&self, batch: &Batch, reply: &QuotaReply, now_ms: u64) {
@@ -245,6 +293,26 @@ impl Quotas {
             b.grant(g.units, g.remaining, now_ms);
         }
     }
+}
+
+/// How long `b` may sit unused before its units go back to the ledger.
+fn idle_return_ms(b: &Bucket) -> u64 {
+    let periodic = b.id.window_end_ms != u64::MAX;
+    if periodic && b.remaining_hint() >= b.policy.limit / 2 {
+        IDLE_RETURN_PLENTY_MS
+    } else {
+        IDLE_RETURN_MS
+    }
+}
+
+/// Whether `b`'s counter is in the last [`PREFETCH_MS`] of a window of a minute or
+/// longer (a fixed budget has no next window; a one-second window is all rollover).
+fn prefetches(b: &Bucket, now_ms: u64) -> bool {
+    let len = b.id.window_end_ms.saturating_sub(b.id.window_start_ms);
+    b.id.window_end_ms != u64::MAX
+        && len >= 60_000
+        && b.id.window_end_ms > now_ms
+        && b.id.window_end_ms - now_ms <= PREFETCH_MS
 }
 
 /// The most a node tops a bucket up to, whatever its rate: units a node holds are lost

@@ -167,3 +167,123 @@ async fn settling_returns_the_unused_part_of_a_reservation_or_charges_the_oversh
     // More than the balance holds cannot be reserved.
     assert!(q.admit(&[check(&p, "k", 41)], NOW).await.is_err());
 }
+
+fn strict_policy(id: &str, limit: u64, window: QuotaWindow) -> Arc<QuotaPolicy> {
+    let mut p = (*policy(id, limit, QuotaMode::Strict, false)).clone();
+    p.window = window;
+    Arc::new(p)
+}
+
+/// The asks of one sync at `now_ms` (node-less: one voter), by counter window start.
+fn asks_at(q: &Quotas, now_ms: u64) -> Vec<(String, u64, u64)> {
+    q.collect(now_ms, 0.05, false, 1, 1, 1)
+        .sync
+        .asks
+        .iter()
+        .map(|a| (a.counter.key.clone(), a.counter.window_start_ms, a.units))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_bucket_in_use_asks_for_its_next_window_once_just_before_the_rollover() {
+    let q = engine();
+    let p = strict_policy("m", 3_200_000, QuotaWindow::Minute);
+    let (_, end) = window::bounds(QuotaWindow::Minute, NOW);
+    // Used 5 s before the end: no prefetch yet.
+    let early = end - 5_000;
+    let b = q.bucket(&p, "k".into(), early);
+    b.grant(1_000, 3_199_000, early);
+    assert!(b.try_take(1, early));
+    assert_eq!(asks_at(&q, early), vec![]);
+    // Used 1.5 s before the end: one ask for the next window, a first ask's size
+    // (limit / 32 for one voter), and the next window's bucket exists.
+    let late = end - 1_500;
+    assert!(b.try_take(1, late));
+    assert_eq!(asks_at(&q, late), vec![("k".to_string(), end, 100_000)]);
+    let next = q.bucket(&p, "k".into(), end);
+    assert_eq!(next.id.window_start_ms, end);
+    // Asked once: the next sync does not ask again while the grant is on its way.
+    assert!(b.try_take(1, late + 50));
+    assert_eq!(asks_at(&q, late + 50), vec![]);
+
+    // Second windows (all rollover) and fixed budgets (no next window) never prefetch.
+    for (id, w, at) in [
+        ("s", QuotaWindow::Second, NOW - NOW % 1_000 + 500),
+        ("f", QuotaWindow::Fixed, NOW),
+    ] {
+        let q = engine();
+        let p = strict_policy(id, 3_200_000, w);
+        let b = q.bucket(&p, "k".into(), at);
+        b.grant(1_000, 3_199_000, at);
+        assert!(b.try_take(1, at));
+        assert_eq!(asks_at(&q, at), vec![], "{id}");
+    }
+}
+
+#[tokio::test]
+async fn idle_units_go_back_after_3_s_unless_a_repeating_counter_has_plenty_left() {
+    let q = engine();
+    let minute = strict_policy("m", 1_000, QuotaWindow::Minute);
+    let fixed = strict_policy("f", 1_000, QuotaWindow::Fixed);
+    // (policy, key, ungranted in the cluster at the grant): a minute counter with more
+    // than half left keeps its idle units; one with less, and a fixed budget, do not.
+    let cases = [
+        (&minute, "plenty", 990),
+        (&minute, "scarce", 400),
+        (&fixed, "fixed", 990),
+    ];
+    for (p, key, remaining) in cases {
+        let b = q.bucket(p, key.into(), NOW);
+        b.grant(10, remaining, NOW);
+        assert!(b.try_take(1, NOW));
+    }
+    let returned_at = |now_ms| -> Vec<(String, u64)> {
+        let mut r: Vec<_> = q
+            .collect(now_ms, 0.05, false, 1, 1, 1)
+            .sync
+            .returns
+            .iter()
+            .map(|u| (u.counter.key.clone(), u.units))
+            .collect();
+        r.sort();
+        r
+    };
+    assert_eq!(returned_at(NOW + 2_000), vec![], "in use 2 s ago");
+    assert_eq!(
+        returned_at(NOW + 4_000),
+        vec![("fixed".to_string(), 9), ("scarce".to_string(), 9)]
+    );
+    // The window ends 52.9 s after NOW: the plentiful counter's units stay to its end.
+    assert_eq!(returned_at(NOW + 45_000), vec![]);
+    let plenty = q.bucket(&minute, "plenty".into(), NOW);
+    assert_eq!(plenty.balance(), 9);
+}
+
+#[tokio::test]
+async fn a_usage_report_cut_short_by_the_item_cap_goes_on_where_it_stopped() {
+    let q = engine();
+    let p = policy("many", 1_000_000, QuotaMode::Local, false);
+    let keys = sync::MAX_ITEMS + 10;
+    for i in 0..keys {
+        let b = q.bucket(&p, format!("api_key=k{i}"), NOW);
+        assert!(b.try_take(1, NOW));
+        b.record_use(1);
+    }
+    let first = q.collect(NOW, 0.05, true, 1, 1, 1);
+    assert!(first.truncated);
+    assert_eq!(first.sync.usage.len(), sync::MAX_ITEMS);
+    // The buckets already reported have nothing new: the next pass reports the rest.
+    let second = q.collect(NOW + 50, 0.05, true, 2, 1, 1);
+    assert!(!second.truncated);
+    assert_eq!(second.sync.usage.len(), 10);
+    let mut reported: Vec<String> = first
+        .sync
+        .usage
+        .iter()
+        .chain(&second.sync.usage)
+        .map(|u| u.counter.key.clone())
+        .collect();
+    reported.sort();
+    reported.dedup();
+    assert_eq!(reported.len(), keys, "every counter reported once");
+}
