@@ -92,14 +92,16 @@ impl Quotas {
                     last_tick = Instant::now();
                     let report = now_ms.saturating_sub(last_usage_ms) >= USAGE_EVERY_MS;
                     let b = self.collect(now_ms, dt, report, serial + 1, epoch, raft.id());
+                    // A report with nothing to say counts too: the next is due in a
+                    // second, not at every tick of an idle node.
+                    if (report || !b.sync.usage.is_empty()) && !b.truncated {
+                        last_usage_ms = now_ms;
+                    }
                     if b.sync.asks.is_empty()
                         && b.sync.returns.is_empty()
                         && b.sync.usage.is_empty()
                     {
                         continue;
-                    }
-                    if (report || !b.sync.usage.is_empty()) && !b.truncated {
-                        last_usage_ms = now_ms;
                     }
                     serial += 1;
                     b
