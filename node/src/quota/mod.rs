@@ -191,20 +191,12 @@ impl Quotas {
             key: b.id.key.clone(),
             window_start_ms: start,
         };
-        let mut created = None;
-        self.buckets.entry(k).or_insert_with(|| {
-            let id = CounterId {
-                policy: b.policy.id.clone(),
-                key: b.id.key.clone(),
-                window_start_ms: start,
-                window_end_ms: end,
-            };
-            // In use from its first instant: not idle (nor handed back) before it starts.
-            let next = Arc::new(Bucket::new(id, b.policy.clone(), self.voters(), start));
-            created = Some(next.clone());
-            next
-        });
-        created
+        if self.buckets.contains_key(&k) {
+            return None;
+        }
+        // Created as of its window's start: in use from its first instant, so never
+        // idle (nor handed back) before it begins.
+        Some(self.bucket(&b.policy, k.key, start))
     }
 
     /// Takes each check's units from its quota, or nothing at all.

@@ -227,14 +227,16 @@ impl Quotas {
             let recently_used = idle_ms < IDLE_RETURN_MS;
             let low = (rate * LOW_SECS) as i64;
             let needs = want > 0 || (recently_used && balance <= low && rate > 0.0);
-            let target = ((rate * LEAD_SECS).ceil() as u64)
-                .min(hold_cap(b, voters))
-                .max(first_ask(b, voters));
+            let target = || {
+                ((rate * LEAD_SECS).ceil() as u64)
+                    .min(hold_cap(b, voters))
+                    .max(first_ask(b, voters))
+            };
             if idle_ms < PREFETCH_MS && prefetches(b, now_ms) {
-                next_windows.push((b.clone(), target));
+                next_windows.push((b.clone(), target()));
             }
             if needs && (want > 0 || !b.exhausted(now_ms)) {
-                let desired = target.max(want) as i64;
+                let desired = target().max(want) as i64;
                 let units = (desired - balance).max(1) as u64;
                 sync.asks.push(Units {
                     counter: b.id.clone(),

@@ -47,6 +47,18 @@ pub enum PiiCategory {
     Secret,
 }
 
+impl PiiCategory {
+    /// Every category: the default of a PII guardrail.
+    pub const ALL: [PiiCategory; 6] = [
+        PiiCategory::Email,
+        PiiCategory::Phone,
+        PiiCategory::Card,
+        PiiCategory::Iban,
+        PiiCategory::IpAddress,
+        PiiCategory::Secret,
+    ];
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GuardAction {
@@ -64,14 +76,7 @@ fn block() -> GuardAction {
 }
 
 fn all_pii() -> Vec<PiiCategory> {
-    vec![
-        PiiCategory::Email,
-        PiiCategory::Phone,
-        PiiCategory::Card,
-        PiiCategory::Iban,
-        PiiCategory::IpAddress,
-        PiiCategory::Secret,
-    ]
+    PiiCategory::ALL.to_vec()
 }
 
 /// Exact-match caching of answers on each node (opt-in per model).

@@ -7,14 +7,7 @@ use super::*;
 
 mod detectors;
 
-const ALL: [PiiCategory; 6] = [
-    PiiCategory::Email,
-    PiiCategory::Phone,
-    PiiCategory::Card,
-    PiiCategory::Iban,
-    PiiCategory::IpAddress,
-    PiiCategory::Secret,
-];
+const ALL: [PiiCategory; 6] = PiiCategory::ALL;
 
 fn pii_cfg(categories: &[PiiCategory], action: GuardAction) -> Guardrails {
     Guardrails {
