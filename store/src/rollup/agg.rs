@@ -3,7 +3,7 @@
 //! it about once a second). A record for a minute no longer in memory (a long stream that
 //! ended late) reloads that minute's stored row first, so nothing is counted twice or lost.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{minute_of, Dimension, RollupError, RollupStore, RowKey, Stats, MINUTE_MS};
@@ -22,13 +22,20 @@ const FLUSH_EVERY: Duration = Duration::from_secs(5);
 /// How often retention deletes old minutes.
 const TRIM_EVERY: Duration = Duration::from_secs(60);
 
+/// One open row: its totals, and whether they changed since they were last written.
+struct Row {
+    stats: Stats,
+    dirty: bool,
+}
+
 /// A node's rollup aggregator. Owned by the call log writer thread.
 pub struct Rollups {
     store: RollupStore,
     max_age_ms: u64,
-    open: HashMap<RowKey, Stats>,
-    dirty: HashSet<RowKey>,
+    open: HashMap<RowKey, Row>,
     keys: HashMap<(Dimension, u64), usize>,
+    /// Reused for look-ups: a hit costs one hash and no allocation.
+    scratch: RowKey,
     unflushed: bool,
     flushed: Instant,
     trimmed: Option<Instant>,
@@ -41,8 +48,13 @@ impl Rollups {
             store,
             max_age_ms,
             open: HashMap::new(),
-            dirty: HashSet::new(),
             keys: HashMap::new(),
+            scratch: RowKey {
+                dimension: Dimension::All,
+                minute_ms: 0,
+                tenant: String::new(),
+                key: String::new(),
+            },
             unflushed: false,
             flushed: Instant::now(),
             trimmed: None,
@@ -56,32 +68,40 @@ impl Rollups {
         if minute.saturating_add(self.max_age_ms) < now_ms {
             return Ok(());
         }
-        let tenant = r.tenant.clone().unwrap_or_default();
+        let tenant = r.tenant.as_deref().unwrap_or_default();
         for d in Dimension::EVERY {
             let Some(key) = d.key_of(r) else {
                 continue;
             };
-            let mut row = RowKey {
-                dimension: d,
-                minute_ms: minute,
-                tenant: tenant.clone(),
-                key: key.to_string(),
-            };
-            if !self.open.contains_key(&row) {
-                let known = self.keys.entry((d, minute)).or_default();
-                if *known >= MAX_KEYS_PER_MINUTE {
-                    row.key = OTHER_KEY.to_string();
-                }
-                if !self.open.contains_key(&row) {
-                    let stored = self.store.get(&row)?.unwrap_or_default();
-                    *known += 1;
-                    self.open.insert(row.clone(), stored);
-                }
+            let row = &mut self.scratch;
+            (row.dimension, row.minute_ms) = (d, minute);
+            row.tenant.clear();
+            row.tenant.push_str(tenant);
+            row.key.clear();
+            row.key.push_str(key);
+            if let Some(open) = self.open.get_mut(row) {
+                open.stats.add_record(r);
+                open.dirty = true;
+                continue;
             }
-            if let Some(s) = self.open.get_mut(&row) {
-                s.add_record(r);
+            let known = self.keys.entry((d, minute)).or_default();
+            if *known >= MAX_KEYS_PER_MINUTE {
+                row.key.clear();
+                row.key.push_str(OTHER_KEY);
             }
-            self.dirty.insert(row);
+            if !self.open.contains_key(row) {
+                let stats = self.store.get(row)?.unwrap_or_default();
+                *known += 1;
+                let fresh = Row {
+                    stats,
+                    dirty: false,
+                };
+                self.open.insert(row.clone(), fresh);
+            }
+            if let Some(open) = self.open.get_mut(row) {
+                open.stats.add_record(r);
+                open.dirty = true;
+            }
         }
         Ok(())
     }
@@ -89,13 +109,14 @@ impl Rollups {
     /// Writes changed rows, forgets minutes older than the last few, flushes every few
     /// seconds (or when `force`), and applies retention once a minute.
     pub fn persist(&mut self, now_ms: u64, force: bool) -> Result<(), RollupError> {
-        if !self.dirty.is_empty() {
+        if self.open.values().any(|r| r.dirty) {
             let rows = self
-                .dirty
+                .open
                 .iter()
-                .filter_map(|k| Some((k, self.open.get(k)?)));
+                .filter(|(_, r)| r.dirty)
+                .map(|(k, r)| (k, &r.stats));
             self.store.put(rows)?;
-            self.dirty.clear();
+            self.open.values_mut().for_each(|r| r.dirty = false);
             self.unflushed = true;
         }
         let keep_from = minute_of(now_ms).saturating_sub(OPEN_MINUTES * MINUTE_MS);
