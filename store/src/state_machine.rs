@@ -217,6 +217,100 @@ impl StateMachineStore {
     }
 }
 
+impl StateMachineStore {
+    /// Applies `entries` and persists what they changed in one write batch.
+    fn apply_now(&mut self, entries: Vec<Entry>) -> Result<Vec<Response>, StorageError> {
+        let mut replies = Vec::new();
+        let mut changes = Vec::new();
+        for entry in entries {
+            let index = entry.log_id.index;
+            self.last_applied = Some(entry.log_id);
+            let reply = match entry.payload {
+                EntryPayload::Blank => Response::none(index),
+                EntryPayload::Normal(cmd) => match self.state.apply(index, &cmd, &mut changes) {
+                    Ok(applied) => Response::ok(applied),
+                    Err(e) => Response::err(e),
+                },
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Response::none(index)
+                }
+            };
+            replies.push(reply);
+        }
+        if replies.is_empty() {
+            return Ok(replies);
+        }
+        let sm = cf(&self.db, CF_SM);
+        let mut batch = WriteBatch::default();
+        changes.sort();
+        changes.dedup();
+        let mut config_changed = false;
+        if changes.contains(&Change::All) {
+            // A restore: rewrite everything as of the end of this batch of entries.
+            put_all(&self.db, &mut batch, &self.state)?;
+            changes.clear();
+        }
+        for change in &changes {
+            match change {
+                // Written below with the revision.
+                Change::Cluster | Change::All => config_changed = true,
+                Change::Ledger(LedgerChange::Counter(id)) => {
+                    match self.state.ledger().counter(id) {
+                        Some(c) => {
+                            batch.put_cf(sm, counter_key(id)?, codec::encode(c).map_err(sm_err)?)
+                        }
+                        None => batch.delete_cf(sm, counter_key(id)?),
+                    }
+                }
+                Change::Ledger(LedgerChange::Node(node)) => {
+                    if let Some(r) = self.state.ledger().last_sync(*node) {
+                        batch.put_cf(sm, sync_key(*node), codec::encode(r).map_err(sm_err)?);
+                    }
+                }
+                Change::Revoked(jti) => match self.state.revoked_token(jti) {
+                    Some(r) => {
+                        batch.put_cf(sm, revoked_key(jti), codec::encode(r).map_err(sm_err)?)
+                    }
+                    None => batch.delete_cf(sm, revoked_key(jti)),
+                },
+                Change::Audit(seq) => match self.state.audit_record(*seq) {
+                    Some(r) => batch.put_cf(sm, audit_key(*seq), codec::encode(r).map_err(sm_err)?),
+                    None => batch.delete_cf(sm, audit_key(*seq)),
+                },
+                Change::Resource(kind, id) => match self.state.get(*kind, id) {
+                    Some(stored) => batch.put_cf(
+                        sm,
+                        resource_key(*kind, id),
+                        codec::encode(stored).map_err(sm_err)?,
+                    ),
+                    None => batch.delete_cf(sm, resource_key(*kind, id)),
+                },
+            }
+        }
+        if config_changed
+            || changes
+                .iter()
+                .any(|c| matches!(c, Change::Resource(..) | Change::Revoked(_)))
+        {
+            batch.put_cf(
+                sm,
+                KEY_META,
+                codec::encode(&self.state.meta()).map_err(sm_err)?,
+            );
+        }
+        batch.put_cf(
+            sm,
+            KEY_APPLIED,
+            codec::encode(&(self.last_applied, self.membership.clone())).map_err(sm_err)?,
+        );
+        // Not fsynced: the log is durable, and a lost suffix is re-applied from it on restart.
+        self.db.write(batch).map_err(sm_err)?;
+        self.publish();
+        Ok(replies)
+    }
+}
+
 /// Adds to `batch` the rewrite of the whole state: every resource and ledger key removed,
 /// then the current ones and the meta written (snapshot install, restore).
 fn put_all(db: &DB, batch: &mut WriteBatch, state: &State) -> Result<(), StorageError> {
@@ -307,99 +401,33 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok((self.last_applied, self.membership.clone()))
     }
 
+    /// Runs on a blocking thread, not on the async runtime: a batch of quota syncs with
+    /// thousands of counters costs milliseconds of map updates, encoding and RocksDB
+    /// writes, which would stall every request served by the same worker thread.
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut replies = Vec::new();
-        let mut changes = Vec::new();
-        for entry in entries {
-            let index = entry.log_id.index;
-            self.last_applied = Some(entry.log_id);
-            let reply = match entry.payload {
-                EntryPayload::Blank => Response::none(index),
-                EntryPayload::Normal(cmd) => match self.state.apply(index, &cmd, &mut changes) {
-                    Ok(applied) => Response::ok(applied),
-                    Err(e) => Response::err(e),
-                },
-                EntryPayload::Membership(m) => {
-                    self.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Response::none(index)
-                }
-            };
-            replies.push(reply);
-        }
-        if replies.is_empty() {
-            return Ok(replies);
-        }
-        let sm = cf(&self.db, CF_SM);
-        let mut batch = WriteBatch::default();
-        changes.sort();
-        changes.dedup();
-        let mut config_changed = false;
-        if changes.contains(&Change::All) {
-            // A restore: rewrite everything as of the end of this batch of entries.
-            put_all(&self.db, &mut batch, &self.state)?;
-            changes.clear();
-        }
-        for change in &changes {
-            match change {
-                // Written below with the revision.
-                Change::Cluster | Change::All => config_changed = true,
-                Change::Ledger(LedgerChange::Counter(id)) => {
-                    match self.state.ledger().counter(id) {
-                        Some(c) => {
-                            batch.put_cf(sm, counter_key(id)?, codec::encode(c).map_err(sm_err)?)
-                        }
-                        None => batch.delete_cf(sm, counter_key(id)?),
-                    }
-                }
-                Change::Ledger(LedgerChange::Node(node)) => {
-                    if let Some(r) = self.state.ledger().last_sync(*node) {
-                        batch.put_cf(sm, sync_key(*node), codec::encode(r).map_err(sm_err)?);
-                    }
-                }
-                Change::Revoked(jti) => match self.state.revoked_token(jti) {
-                    Some(r) => {
-                        batch.put_cf(sm, revoked_key(jti), codec::encode(r).map_err(sm_err)?)
-                    }
-                    None => batch.delete_cf(sm, revoked_key(jti)),
-                },
-                Change::Audit(seq) => match self.state.audit_record(*seq) {
-                    Some(r) => batch.put_cf(sm, audit_key(*seq), codec::encode(r).map_err(sm_err)?),
-                    None => batch.delete_cf(sm, audit_key(*seq)),
-                },
-                Change::Resource(kind, id) => match self.state.get(*kind, id) {
-                    Some(stored) => batch.put_cf(
-                        sm,
-                        resource_key(*kind, id),
-                        codec::encode(stored).map_err(sm_err)?,
-                    ),
-                    None => batch.delete_cf(sm, resource_key(*kind, id)),
-                },
-            }
-        }
-        if config_changed
-            || changes
-                .iter()
-                .any(|c| matches!(c, Change::Resource(..) | Change::Revoked(_)))
-        {
-            batch.put_cf(
-                sm,
-                KEY_META,
-                codec::encode(&self.state.meta()).map_err(sm_err)?,
-            );
-        }
-        batch.put_cf(
-            sm,
-            KEY_APPLIED,
-            codec::encode(&(self.last_applied, self.membership.clone())).map_err(sm_err)?,
-        );
-        // Not fsynced: the log is durable, and a lost suffix is re-applied from it on restart.
-        self.db.write(batch).map_err(sm_err)?;
-        self.publish();
-        Ok(replies)
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let mut moved = StateMachineStore {
+            db: self.db.clone(),
+            state: std::mem::take(&mut self.state),
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            config: self.config.clone(),
+            snapshot_seq: self.snapshot_seq,
+        };
+        let (moved, result) = tokio::task::spawn_blocking(move || {
+            let r = moved.apply_now(entries);
+            (moved, r)
+        })
+        .await
+        // A panic in apply: the state is gone with it, and openraft stops on this error
+        // (as it would have on the panic itself).
+        .map_err(sm_err)?;
+        *self = moved;
+        result
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
