@@ -3,12 +3,14 @@
 //! events) and sent through a bounded channel; when the stream ends — or the client
 //! leaves, or a `hard` quota's budget is reached — usage is settled with the quotas.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::Response;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Bytes, Frame};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Bytes, Frame};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -112,10 +114,7 @@ pub fn respond(
     };
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(32);
     tokio::spawn(pump(first, stream, tx, encoder, finish));
-    let frames = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    let mut r = Response::new(StreamBody::new(frames).boxed_unsync());
+    let mut r = Response::new(Coalesced::new(rx).boxed_unsync());
     r.headers_mut().extend(headers);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -124,6 +123,76 @@ pub fn respond(
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
+}
+
+type Item = Result<Frame<Bytes>, BoxError>;
+
+/// Coalesced frames stop growing past this size.
+const COALESCE_MAX: usize = 64 * 1024;
+
+/// The client's end of the pump's channel. Every event queued since the client
+/// connection last wrote leaves as one body frame, and a frame waits one turn of the
+/// scheduler for more events before it goes: a provider read carrying many events then
+/// costs the client connection one write instead of one per event (those writes were most
+/// of a streamed call's CPU, in the kernel). One turn is microseconds; a provider that
+/// sends its events apart still has each one forwarded at once.
+struct Coalesced {
+    rx: mpsc::Receiver<Item>,
+    /// Data gathered for the next frame.
+    pending: Vec<u8>,
+    /// A non-data item found behind data: delivered after it.
+    held: Option<Item>,
+    /// `pending` already waited its one turn.
+    yielded: bool,
+}
+
+impl Coalesced {
+    fn new(rx: mpsc::Receiver<Item>) -> Coalesced {
+        Coalesced {
+            rx,
+            pending: Vec::new(),
+            held: None,
+            yielded: false,
+        }
+    }
+}
+
+impl Body for Coalesced {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        let this = self.get_mut();
+        if this.pending.is_empty() {
+            if let Some(item) = this.held.take() {
+                return Poll::Ready(Some(item));
+            }
+        }
+        while this.held.is_none() && this.pending.len() < COALESCE_MAX {
+            match this.rx.poll_recv(cx) {
+                Poll::Ready(Some(Ok(f))) => match f.into_data() {
+                    Ok(d) => this.pending.extend_from_slice(&d),
+                    Err(f) => this.held = Some(Ok(f)),
+                },
+                Poll::Ready(Some(Err(e))) => this.held = Some(Err(e)),
+                Poll::Ready(None) => break,
+                Poll::Pending if this.pending.is_empty() => return Poll::Pending,
+                Poll::Pending if !this.yielded => {
+                    this.yielded = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if this.pending.is_empty() {
+            // The channel ended, or only a non-data item was there.
+            return Poll::Ready(this.held.take());
+        }
+        this.yielded = false;
+        let data = Bytes::from(std::mem::take(&mut this.pending));
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
 }
 
 async fn pump(
@@ -221,4 +290,74 @@ async fn pump(
         cached_input: 0,
     });
     (finish.settle)(usage, complete);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(s: &'static str) -> Item {
+        Ok(Frame::data(Bytes::from_static(s.as_bytes())))
+    }
+
+    #[tokio::test]
+    async fn queued_events_leave_as_one_frame_and_an_error_keeps_its_place() {
+        let (tx, rx) = mpsc::channel::<Item>(32);
+        let mut body = Coalesced::new(rx);
+        for e in ["data: 1\n\n", "data: 2\n\n", "data: 3\n\n"] {
+            tx.send(data(e)).await.unwrap();
+        }
+        tx.send(Err("provider gone".into())).await.unwrap();
+        tx.send(data("data: 4\n\n")).await.unwrap();
+        let f = body.frame().await.unwrap().unwrap();
+        assert_eq!(f.into_data().unwrap(), "data: 1\n\ndata: 2\n\ndata: 3\n\n");
+        let e = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(e.to_string(), "provider gone");
+        drop(tx);
+        let f = body.frame().await.unwrap().unwrap();
+        assert_eq!(f.into_data().unwrap(), "data: 4\n\n");
+        assert!(body.frame().await.is_none(), "ends when the pump does");
+    }
+
+    #[tokio::test]
+    async fn a_frame_stops_growing_at_the_cap() {
+        let (tx, rx) = mpsc::channel::<Item>(32);
+        let mut body = Coalesced::new(rx);
+        let big = Bytes::from(vec![b'x'; 40 * 1024]);
+        for _ in 0..3 {
+            tx.send(Ok(Frame::data(big.clone()))).await.unwrap();
+        }
+        drop(tx);
+        let mut sizes = Vec::new();
+        while let Some(f) = body.frame().await {
+            sizes.push(f.unwrap().into_data().unwrap().len());
+        }
+        assert_eq!(sizes, [80 * 1024, 40 * 1024]);
+    }
+
+    #[tokio::test]
+    async fn a_lone_event_waits_one_turn_for_company_then_goes() {
+        let (tx, rx) = mpsc::channel::<Item>(32);
+        let mut body = Coalesced::new(rx);
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        tx.send(data("data: 1\n\n")).await.unwrap();
+        assert!(
+            Pin::new(&mut body).poll_frame(&mut cx).is_pending(),
+            "one turn for more events"
+        );
+        tx.send(data("data: 2\n\n")).await.unwrap();
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                assert_eq!(f.into_data().unwrap(), "data: 1\n\ndata: 2\n\n")
+            }
+            other => panic!("expected both events, got {other:?}"),
+        }
+        tx.send(data("data: 3\n\n")).await.unwrap();
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(f))) => assert_eq!(f.into_data().unwrap(), "data: 3\n\n"),
+            other => panic!("a waited event goes even alone, got {other:?}"),
+        }
+    }
 }
