@@ -22,6 +22,8 @@ pub struct Bucket {
     taken: AtomicU64,
     /// Units used and not yet reported to the ledger.
     unreported: AtomicU64,
+    /// The usage report round that last took this bucket's usage (sync loop only).
+    reported_round: AtomicU64,
     /// Units that waiting calls need: the next sync asks for at least this much.
     want: AtomicU64,
     /// Ungranted units left in the cluster at the last grant.
@@ -47,6 +49,7 @@ impl Bucket {
             balance: AtomicI64::new(clamp_i64(start)),
             taken: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
+            reported_round: AtomicU64::new(0),
             want: AtomicU64::new(0),
             remaining_hint: AtomicU64::new(policy.limit),
             exhausted_at_ms: AtomicU64::new(0),
@@ -143,6 +146,12 @@ impl Bucket {
 
     pub fn take_unreported(&self) -> u64 {
         self.unreported.swap(0, Ordering::AcqRel)
+    }
+
+    /// Marks the bucket reported in `round`; false if it already was (a report cut
+    /// short by the item cap carries on with the buckets it had not reached).
+    pub fn enter_report_round(&self, round: u64) -> bool {
+        self.reported_round.swap(round, Ordering::Relaxed) != round
     }
 
     pub fn last_use_ms(&self) -> u64 {

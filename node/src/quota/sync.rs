@@ -78,6 +78,10 @@ impl Quotas {
         let mut pending: Option<Batch> = None;
         let mut last_tick = Instant::now();
         let mut last_usage_ms = 0u64;
+        // Usage report rounds: a round that the item cap cut short carries on at the next
+        // tick with the buckets it has not reported yet.
+        let mut round = 0u64;
+        let mut continuing = false;
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
@@ -90,8 +94,20 @@ impl Quotas {
                 None => {
                     let dt = last_tick.elapsed().as_secs_f64();
                     last_tick = Instant::now();
-                    let report = now_ms.saturating_sub(last_usage_ms) >= USAGE_EVERY_MS;
-                    let b = self.collect(now_ms, dt, report, serial + 1, epoch, raft.id());
+                    let report =
+                        continuing || now_ms.saturating_sub(last_usage_ms) >= USAGE_EVERY_MS;
+                    if report && !continuing {
+                        round += 1;
+                    }
+                    let b = self.collect(
+                        now_ms,
+                        dt,
+                        report.then_some(round),
+                        serial + 1,
+                        epoch,
+                        raft.id(),
+                    );
+                    continuing = report && b.truncated;
                     // A report with nothing to say counts too: the next is due in a
                     // second, not at every tick of an idle node.
                     if (report || !b.sync.usage.is_empty()) && !b.truncated {
@@ -164,7 +180,7 @@ impl Quotas {
         &self,
         now_ms: u64,
         dt_secs: f64,
-        report_usage: bool,
+        report_round: Option<u64>,
         serial: u64,
         epoch: u64,
         node: u64,
@@ -193,7 +209,9 @@ impl Quotas {
             let b = entry.value();
             let ended = b.id.window_end_ms <= now_ms;
             let want = if ended { 0 } else { b.take_want() };
-            if ended || report_usage || want > 0 {
+            // Usage goes with every sync a bucket is in anyway, and once per report round.
+            let due = report_round.is_some_and(|r| b.enter_report_round(r));
+            if ended || due || want > 0 {
                 let used = b.take_unreported();
                 if used > 0 {
                     sync.usage.push(Units {
@@ -210,7 +228,7 @@ impl Quotas {
             // The balance gauges go with the usage reports (once a second): summing
             // them is a map look-up per bucket, and this loop visits every bucket every
             // tick.
-            if report_usage {
+            if report_round.is_some() {
                 match balances.get_mut(b.policy.id.as_str()) {
                     Some(sum) => *sum += b.balance(),
                     None => {

@@ -176,7 +176,7 @@ fn strict_policy(id: &str, limit: u64, window: QuotaWindow) -> Arc<QuotaPolicy> 
 
 /// The asks of one sync at `now_ms` (node-less: one voter), by counter window start.
 fn asks_at(q: &Quotas, now_ms: u64) -> Vec<(String, u64, u64)> {
-    q.collect(now_ms, 0.05, false, 1, 1, 1)
+    q.collect(now_ms, 0.05, None, 1, 1, 1)
         .sync
         .asks
         .iter()
@@ -239,7 +239,7 @@ async fn idle_units_go_back_after_3_s_unless_a_repeating_counter_has_plenty_left
     }
     let returned_at = |now_ms| -> Vec<(String, u64)> {
         let mut r: Vec<_> = q
-            .collect(now_ms, 0.05, false, 1, 1, 1)
+            .collect(now_ms, 0.05, None, 1, 1, 1)
             .sync
             .returns
             .iter()
@@ -269,13 +269,21 @@ async fn a_usage_report_cut_short_by_the_item_cap_goes_on_where_it_stopped() {
         assert!(b.try_take(1, NOW));
         b.record_use(1);
     }
-    let first = q.collect(NOW, 0.05, true, 1, 1, 1);
+    let first = q.collect(NOW, 0.05, Some(1), 1, 1, 1);
     assert!(first.truncated);
     assert_eq!(first.sync.usage.len(), sync::MAX_ITEMS);
-    // The buckets already reported have nothing new: the next pass reports the rest.
-    let second = q.collect(NOW + 50, 0.05, true, 2, 1, 1);
+    // Every counter keeps being used (a busy node): the rest of the round still comes
+    // next, not the counters already reported again.
+    let all: Vec<_> = (0..keys)
+        .map(|i| q.bucket(&p, format!("api_key=k{i}"), NOW))
+        .collect();
+    for b in &all {
+        b.record_use(1);
+    }
+    let second = q.collect(NOW + 50, 0.05, Some(1), 2, 1, 1);
     assert!(!second.truncated);
     assert_eq!(second.sync.usage.len(), 10);
+    assert!(second.sync.usage.iter().all(|u| u.units == 2));
     let mut reported: Vec<String> = first
         .sync
         .usage
@@ -286,4 +294,9 @@ async fn a_usage_report_cut_short_by_the_item_cap_goes_on_where_it_stopped() {
     reported.sort();
     reported.dedup();
     assert_eq!(reported.len(), keys, "every counter reported once");
+    // The next round starts over and carries what was used meanwhile.
+    let third = q.collect(NOW + 1_050, 0.05, Some(2), 3, 1, 1);
+    assert!(third.truncated);
+    assert_eq!(third.sync.usage.len(), sync::MAX_ITEMS);
+    assert!(third.sync.usage.iter().all(|u| u.units == 1));
 }
