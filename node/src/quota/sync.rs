@@ -250,7 +250,7 @@ impl Quotas {
                     .min(hold_cap(b, voters))
                     .max(first_ask(b, voters))
             };
-            if idle_ms < PREFETCH_MS && prefetches(b, now_ms) {
+            if idle_ms < prefetch_idle_ms(b) && prefetches(b, now_ms) {
                 next_windows.push((b.clone(), target()));
             }
             if needs && (want > 0 || !b.exhausted(now_ms)) {
@@ -325,6 +325,15 @@ fn idle_return_ms(b: &Bucket) -> u64 {
     } else {
         IDLE_RETURN_MS
     }
+}
+
+/// How recently `b` must have been used to ask for its next window before the rollover:
+/// in the prefetch period itself, or — for a counter that keeps idle units for long
+/// ([`idle_return_ms`]) — within that time: its key is still served by this node, and
+/// otherwise each such key's first call after the rollover would wait for a grant (with
+/// many keys and few connections, nearly every call of the next seconds).
+fn prefetch_idle_ms(b: &Bucket) -> u64 {
+    idle_return_ms(b).max(PREFETCH_MS)
 }
 
 /// Whether `b`'s counter is in the last [`PREFETCH_MS`] of a window of a minute or

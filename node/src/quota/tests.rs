@@ -221,6 +221,23 @@ async fn a_bucket_in_use_asks_for_its_next_window_once_just_before_the_rollover(
 }
 
 #[tokio::test]
+async fn a_counter_that_keeps_idle_units_also_gets_its_next_window_before_the_rollover() {
+    let q = engine();
+    let p = strict_policy("m", 1_000, QuotaWindow::Minute);
+    let (_, end) = window::bounds(QuotaWindow::Minute, NOW);
+    // Both last used 20 s before the end; one with most of the limit left in the
+    // cluster, one with little.
+    let used = end - 20_000;
+    for (key, remaining) in [("plenty", 990), ("scarce", 400)] {
+        let b = q.bucket(&p, key.into(), used);
+        b.grant(10, remaining, used);
+        assert!(b.try_take(1, used));
+    }
+    let asks = asks_at(&q, end - 1_500);
+    assert_eq!(asks, vec![("plenty".to_string(), end, 31)]);
+}
+
+#[tokio::test]
 async fn idle_units_go_back_after_3_s_unless_a_repeating_counter_has_plenty_left() {
     let q = engine();
     let minute = strict_policy("m", 1_000, QuotaWindow::Minute);
