@@ -184,6 +184,21 @@ fn asks_at(q: &Quotas, now_ms: u64) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
+/// `key`'s bucket of `p` at `at`, granted `units` (with `remaining` left in the
+/// cluster) and used once.
+fn used_bucket(
+    q: &Quotas,
+    p: &Arc<QuotaPolicy>,
+    key: &str,
+    (units, remaining): (u64, u64),
+    at: u64,
+) -> Arc<Bucket> {
+    let b = q.bucket(p, key.into(), at);
+    b.grant(units, remaining, at);
+    assert!(b.try_take(1, at));
+    b
+}
+
 #[tokio::test]
 async fn a_bucket_in_use_asks_for_its_next_window_once_just_before_the_rollover() {
     let q = engine();
@@ -191,9 +206,7 @@ async fn a_bucket_in_use_asks_for_its_next_window_once_just_before_the_rollover(
     let (_, end) = window::bounds(QuotaWindow::Minute, NOW);
     // Used 5 s before the end: no prefetch yet.
     let early = end - 5_000;
-    let b = q.bucket(&p, "k".into(), early);
-    b.grant(1_000, 3_199_000, early);
-    assert!(b.try_take(1, early));
+    let b = used_bucket(&q, &p, "k", (1_000, 3_199_000), early);
     assert_eq!(asks_at(&q, early), vec![]);
     // Used 1.5 s before the end: one ask for the next window, a first ask's size
     // (limit / 32 for one voter), and the next window's bucket exists.
@@ -213,9 +226,7 @@ async fn a_bucket_in_use_asks_for_its_next_window_once_just_before_the_rollover(
     ] {
         let q = engine();
         let p = strict_policy(id, 3_200_000, w);
-        let b = q.bucket(&p, "k".into(), at);
-        b.grant(1_000, 3_199_000, at);
-        assert!(b.try_take(1, at));
+        used_bucket(&q, &p, "k", (1_000, 3_199_000), at);
         assert_eq!(asks_at(&q, at), vec![], "{id}");
     }
 }
@@ -229,9 +240,7 @@ async fn a_counter_that_keeps_idle_units_also_gets_its_next_window_before_the_ro
     // cluster, one with little.
     let used = end - 20_000;
     for (key, remaining) in [("plenty", 990), ("scarce", 400)] {
-        let b = q.bucket(&p, key.into(), used);
-        b.grant(10, remaining, used);
-        assert!(b.try_take(1, used));
+        used_bucket(&q, &p, key, (10, remaining), used);
     }
     let asks = asks_at(&q, end - 1_500);
     assert_eq!(asks, vec![("plenty".to_string(), end, 31)]);
@@ -250,9 +259,7 @@ async fn idle_units_go_back_after_3_s_unless_a_repeating_counter_has_plenty_left
         (&fixed, "fixed", 990),
     ];
     for (p, key, remaining) in cases {
-        let b = q.bucket(p, key.into(), NOW);
-        b.grant(10, remaining, NOW);
-        assert!(b.try_take(1, NOW));
+        used_bucket(&q, p, key, (10, remaining), NOW);
     }
     let returned_at = |now_ms| -> Vec<(String, u64)> {
         let mut r: Vec<_> = q

@@ -7,8 +7,6 @@ use super::*;
 
 mod detectors;
 
-const ALL: [PiiCategory; 6] = PiiCategory::ALL;
-
 fn pii_cfg(categories: &[PiiCategory], action: GuardAction) -> Guardrails {
     Guardrails {
         pii: Some(PiiGuard {
@@ -20,7 +18,7 @@ fn pii_cfg(categories: &[PiiCategory], action: GuardAction) -> Guardrails {
 }
 
 fn guard(action: GuardAction) -> Guard {
-    Guard::new(&pii_cfg(&ALL, action))
+    Guard::new(&pii_cfg(&PiiCategory::ALL, action))
 }
 
 fn injection_guard(action: GuardAction) -> Guard {
@@ -615,7 +613,7 @@ fn random_text_never_panics_and_redaction_is_consistent() {
     ];
     let g = guard(GuardAction::Redact);
     let all = Guard::combine(&[
-        &pii_cfg(&ALL, GuardAction::Block),
+        &pii_cfg(&PiiCategory::ALL, GuardAction::Block),
         &Guardrails {
             prompt_injection: Some(GuardAction::Block),
             deny_list: vec!["İ".into(), "ß".into()],
@@ -703,7 +701,7 @@ fn random_json(rng: &mut Rng, depth: u32) -> Value {
 fn random_json_shapes_never_panic() {
     let all = Guard::combine(&[&Guardrails {
         pii: Some(PiiGuard {
-            categories: ALL.to_vec(),
+            categories: PiiCategory::ALL.to_vec(),
             action: GuardAction::Redact,
         }),
         prompt_injection: Some(GuardAction::Log),
@@ -733,7 +731,7 @@ fn random_json_shapes_never_panic() {
 fn timing_100kb() {
     let g = Guard::combine(&[&Guardrails {
         pii: Some(PiiGuard {
-            categories: ALL.to_vec(),
+            categories: PiiCategory::ALL.to_vec(),
             action: GuardAction::Redact,
         }),
         prompt_injection: Some(GuardAction::Block),
