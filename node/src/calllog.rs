@@ -1,7 +1,7 @@
 //! The node's call log writer: data-plane calls hand a record to a bounded channel (a
 //! full channel drops and counts it, never blocks a request); one background thread
-//! stores them in batches, flushes the memtable every few seconds, and enforces
-//! retention by age and size. The same thread feeds the per-minute analytics rollups
+//! stores them in batches, flushes the memtable every few seconds, and sets and
+//! watches retention by age and size (RocksDB's FIFO compaction deletes the files). The same thread feeds the per-minute analytics rollups
 //! (`raftgate_store::rollup`), so they cost the data plane nothing. The store itself is
 //! `raftgate_store::calllog`.
 
@@ -22,7 +22,7 @@ const BATCH: usize = 2_048;
 /// How often the memtable is flushed when records were written: bounds what a crash
 /// loses without a WAL.
 const FLUSH_EVERY: Duration = Duration::from_secs(5);
-/// How often retention runs.
+/// How often retention is checked (metrics, files from before FIFO compaction).
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// How long the writer sleeps when the queue is empty (polling: a parked receiver would
 /// make every request pay for waking the thread).
@@ -77,7 +77,7 @@ impl CallLog {
             trimmed: counter(
                 registry,
                 "raftgate_call_log_trimmed_total",
-                "Call log records deleted by retention",
+                "Call log records deleted by retention (whole files)",
             ),
             errors: counter(
                 registry,
@@ -92,7 +92,7 @@ impl CallLog {
             bytes: {
                 let g = IntGauge::new(
                     "raftgate_call_log_bytes",
-                    "Bytes of stored call log records (before compression)",
+                    "Bytes of the call log's files on disk (compressed, memtable excluded)",
                 )
                 .unwrap_or_else(|_| unreachable!("static metric names"));
                 let _ = registry.register(Box::new(g.clone()));
@@ -146,6 +146,9 @@ fn write_loop(
     m: WriterMetrics,
     stop: &AtomicBool,
 ) {
+    if let Err(e) = store.set_retention(&keep) {
+        tracing::warn!(error = %e, "call log retention could not be set");
+    }
     let mut batch = Vec::with_capacity(BATCH);
     let mut dirty = false;
     let mut flushed = Instant::now();
@@ -196,7 +199,7 @@ fn write_loop(
             }
         }
         if trimmed.elapsed() >= TRIM_EVERY {
-            match store.trim(crate::proxy::unix_ms() * 1000, &keep) {
+            match store.sweep() {
                 Ok(t) => m.trimmed.inc_by(t.records),
                 Err(e) => tracing::warn!(error = %e, "call log retention failed"),
             }

@@ -32,11 +32,27 @@ const ALL_CFS: [&str; 7] = [
 
 /// Options of one column family. The call log compresses well (repeated ids) and gets
 /// a smaller memtable, since its unflushed part is what a crash can lose.
+///
+/// The call log uses FIFO compaction: its keys are time-ordered and retention drops the
+/// oldest first, so whole files are deleted and records are not rewritten. Levelled
+/// compaction rewrote the newest data after every few flushes (records finish out of
+/// order, so each new file overlapped the last one): ~67 MB of background writes in a
+/// 90 s saturating proxy bench, on the proxy's core, against ~0 with FIFO. FIFO also
+/// never stalls writes for the call log; the write controller is DB-wide, so a stall
+/// there would stall Raft appends too. The retention limits themselves are set at
+/// runtime (`CallLogStore::set_retention`); an existing levelled call log is read as it
+/// is and drained by the same limits (`CallLogStore::sweep`).
 fn cf_options(name: &str) -> Options {
     let mut o = Options::default();
     if name == CF_CALLLOG || name == CF_ROLLUP {
         o.set_compression_type(rocksdb::DBCompressionType::Lz4);
         o.set_write_buffer_size(16 * 1024 * 1024);
+    }
+    if name == CF_CALLLOG {
+        o.set_compaction_style(rocksdb::DBCompactionStyle::Fifo);
+        let mut fifo = rocksdb::FifoCompactOptions::default();
+        fifo.set_max_table_files_size(1 << 30);
+        o.set_fifo_compaction_options(&fifo);
     }
     o
 }

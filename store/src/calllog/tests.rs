@@ -260,41 +260,59 @@ fn sequences_continue_after_reopen() {
     assert_eq!(s.count(), 3);
 }
 
-#[test]
-fn retention_by_age_deletes_only_old_records() {
-    let (_d, s) = open();
-    let now = 10_000_000_000u64;
-    let mut rs: Vec<CallRecord> = (0..1000u64)
-        .map(|i| rec(now - 2_000_000 + i * 2_000, 1, "a", 200, 1))
-        .collect();
-    s.append(&mut rs).unwrap();
-    let keep = Retention {
-        max_age_us: 1_000_000,
-        max_bytes: u64::MAX,
-    };
-    let t = s.trim(now, &keep).unwrap();
-    assert_eq!(t.records, 500);
-    assert_eq!(s.count(), 500);
-    assert!(s.oldest_us().unwrap() >= now - 1_000_000);
-    // Nothing more to do on a second pass.
-    assert_eq!(s.trim(now, &keep).unwrap(), Trimmed::default());
-    // Everything expires eventually.
-    s.trim(now + 10_000_000, &keep).unwrap();
-    assert_eq!(s.count(), 0);
-    assert_eq!(s.bytes(), 0);
+fn now_us() -> u64 {
+    super::store::now_us()
 }
 
-/// A flood of 200k records with the writer's trim after every batch: the stored bytes
-/// never exceed the limit after a trim, the newest records are the ones kept, and the
-/// tracked size matches a recount.
+/// Records older than the age limit are never returned; their file goes once its newest
+/// record is older than the limit (RocksDB's FIFO TTL, checked when a flush lands).
 #[test]
-fn retention_by_size_bounds_the_column_family_under_a_flood() {
+fn retention_by_age_hides_old_records_then_drops_their_file() {
     let (_d, s) = open();
-    let max_bytes = 4 * 1024 * 1024;
-    let keep = Retention {
+    s.set_retention(&Retention {
+        max_age_us: 1_000_000,
+        max_bytes: u64::MAX,
+    })
+    .unwrap();
+    let now = now_us();
+    let mut rs: Vec<CallRecord> = (0..100u64)
+        .map(|i| rec(now - 10_000_000 + i, 1, "a", 200, 1))
+        .chain((0..100u64).map(|i| rec(now + i, 1, "a", 200, 1)))
+        .collect();
+    s.append(&mut rs).unwrap();
+    let page = s
+        .query(1, &query(CallFilter::default(), 1000, None), MAX_SCAN)
+        .unwrap();
+    assert_eq!(page.items.len(), 100, "only the fresh records are visible");
+    assert!(page.items.iter().all(|r| r.time_us >= now));
+    s.settle().unwrap();
+    assert_eq!(s.sweep().unwrap(), Trimmed::default(), "the file is new");
+    assert_eq!(s.count(), 200, "still on disk until the file expires");
+    assert!(s.bytes() > 0);
+
+    std::thread::sleep(std::time::Duration::from_millis(2_200));
+    let mut later = vec![rec(now_us(), 1, "a", 200, 1)];
+    s.append(&mut later).unwrap();
+    s.settle().unwrap();
+    let t = s.sweep().unwrap();
+    assert_eq!(t.records, 200, "the expired file went whole");
+    assert!(t.bytes > 0);
+    assert_eq!(s.count(), 1);
+}
+
+/// A flood of 200k records against a 1 MiB limit: after each settled flush the files
+/// on disk fit the limit, the records kept are the newest (contiguous up to the last
+/// written), and what the sweeps report as deleted plus what is kept is exactly what
+/// was written — FIFO's merges of small files are not mistaken for deletions.
+#[test]
+fn retention_by_size_drops_the_oldest_files_under_a_flood() {
+    let (_d, s) = open();
+    let max_bytes = 1 << 20;
+    s.set_retention(&Retention {
         max_age_us: u64::MAX,
         max_bytes,
-    };
+    })
+    .unwrap();
     let mut newest = 0;
     let mut trimmed = 0;
     for batch in 0..200u64 {
@@ -303,35 +321,116 @@ fn retention_by_size_bounds_the_column_family_under_a_flood() {
                 let t = 1_000_000 + batch * 1000 + i;
                 newest = t;
                 let mut r = rec(t, 1, "tenant-with-a-longer-name", 200, i);
-                r.request_id = format!("{:032x}", t * 7919);
+                r.request_id = format!("{:032x}", t.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 r
             })
             .collect();
         s.append(&mut rs).unwrap();
-        trimmed += s.trim(newest, &keep).unwrap().records;
-        assert!(
-            s.bytes() <= max_bytes,
-            "batch {batch}: {} bytes kept",
-            s.bytes()
-        );
+        if batch % 10 == 9 {
+            s.settle().unwrap();
+            trimmed += s.sweep().unwrap().records;
+            assert!(
+                s.bytes() <= max_bytes,
+                "batch {batch}: {} bytes on disk",
+                s.bytes()
+            );
+        }
     }
-    assert!(trimmed > 100_000, "the flood must have forced trimming");
+    assert!(trimmed > 100_000, "the flood must have forced deletions");
     let kept = s.count() as u64;
     assert_eq!(kept + trimmed, 200_000);
-    // The kept records are the newest ones: contiguous up to the last written.
     assert_eq!(s.oldest_us(), Some(newest + 1 - kept));
-    let tracked = s.bytes();
-    let fresh = CallLogStore::new(s_db(&s));
-    fresh.trim(newest, &keep).unwrap();
-    assert_eq!(fresh.bytes(), tracked, "tracked size equals a recount");
-    s.compact().unwrap();
-    assert!(
-        s.disk_estimate() <= max_bytes,
-        "on disk after compaction: {}",
-        s.disk_estimate()
-    );
 }
 
-fn s_db(s: &CallLogStore) -> std::sync::Arc<rocksdb::DB> {
-    s.db_handle()
+/// A quiet node flushes a few records every 5 s: once 64 small files pile up, FIFO's
+/// joining is turned on until they are joined, and the join is not counted as a deletion.
+#[test]
+fn small_files_are_joined_then_joining_stops() {
+    let (_d, s) = open();
+    s.set_retention(&Retention {
+        max_age_us: u64::MAX,
+        max_bytes: u64::MAX,
+    })
+    .unwrap();
+    for i in 0..70u64 {
+        let mut rs: Vec<CallRecord> = (0..5)
+            .map(|j| rec(1_000 + i * 10 + j, 1, "a", 200, 1))
+            .collect();
+        s.append(&mut rs).unwrap();
+        s.flush().unwrap();
+    }
+    assert_eq!(s.sweep().unwrap(), Trimmed::default());
+    assert!(s.merging(), "70 small files turn joining on");
+    let mut one = vec![rec(5_000, 1, "a", 200, 1)];
+    s.append(&mut one).unwrap();
+    s.settle().unwrap();
+    assert_eq!(
+        s.sweep().unwrap(),
+        Trimmed::default(),
+        "joined, not deleted"
+    );
+    assert!(
+        !s.merging(),
+        "joined down to a few files, joining is off again"
+    );
+    assert_eq!(s.count(), 351);
+}
+
+/// A call log written by a release with levelled compaction (files in the bottom level)
+/// opens under FIFO with every record readable, and is drained oldest first by size.
+#[test]
+fn a_levelled_call_log_opens_under_fifo_and_drains_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut o = rocksdb::Options::default();
+        o.create_if_missing(true);
+        o.create_missing_column_families(true);
+        o.set_target_file_size_base(64 * 1024); // several bottom-level files
+        let db = rocksdb::DB::open_cf(&o, dir.path().join("db"), [crate::db::CF_CALLLOG]).unwrap();
+        let cf = db.cf_handle(crate::db::CF_CALLLOG).unwrap();
+        for batch in 0..20u64 {
+            let mut wb = rocksdb::WriteBatch::default();
+            for i in 0..2000u64 {
+                let t = 1_000_000 + batch * 2000 + i;
+                let mut r = rec(t, 1, "a", 200, i);
+                r.request_id = format!("{:032x}", t.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                wb.put_cf(cf, super::store::key(t, t), codec::encode(&r).unwrap());
+            }
+            db.write(wb).unwrap();
+            db.flush_cf(cf).unwrap();
+        }
+        db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        let levels: Vec<i32> = db.live_files().unwrap().iter().map(|f| f.level).collect();
+        assert!(levels.iter().all(|l| *l > 0), "levelled files: {levels:?}");
+    }
+    let db = crate::db::open_db(dir.path()).unwrap();
+    let s = CallLogStore::new(db);
+    assert_eq!(s.count(), 40_000);
+    s.sweep().unwrap();
+    let before = s.bytes();
+    assert!(before > 0);
+    s.set_retention(&Retention {
+        max_age_us: u64::MAX,
+        max_bytes: before / 2,
+    })
+    .unwrap();
+    let mut fresh = vec![rec(2_000_000, 1, "a", 200, 1)];
+    s.append(&mut fresh).unwrap();
+    s.settle().unwrap();
+    let t = s.sweep().unwrap();
+    assert!(t.records > 0, "over the limit: old files dropped");
+    assert!(s.bytes() <= before / 2, "{} > {}", s.bytes(), before / 2);
+    let kept = s.count() as u64;
+    assert_eq!(kept + t.records, 40_001);
+    // The records that went are the oldest: what is left is contiguous up to the newest.
+    assert_eq!(s.oldest_us(), Some(1_000_000 + 40_000 - (kept - 1)));
+    // By age too: every levelled record is decades old, so all those files go. The
+    // fresh record's file is FIFO's (level 0) and expires by its flush time, later.
+    s.set_retention(&Retention {
+        max_age_us: 1_000_000,
+        max_bytes: u64::MAX,
+    })
+    .unwrap();
+    assert_eq!(s.sweep().unwrap().records, kept - 1);
+    assert_eq!(s.count(), 1);
 }
