@@ -1,9 +1,9 @@
 //! The node's call log writer: data-plane calls hand a record to a bounded channel (a
 //! full channel drops and counts it, never blocks a request); one background thread
 //! stores them in batches, flushes the memtable every few seconds, and sets and
-//! watches retention by age and size (RocksDB's FIFO compaction deletes the files). The same thread feeds the per-minute analytics rollups
-//! (`raftgate_store::rollup`), so they cost the data plane nothing. The store itself is
-//! `raftgate_store::calllog`.
+//! watches retention by age and size (RocksDB's FIFO compaction deletes the files).
+//! The same thread feeds the per-minute analytics rollups (`raftgate_store::rollup`),
+//! so they cost the data plane nothing. The store itself is `raftgate_store::calllog`.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
