@@ -1,5 +1,6 @@
 use std::collections::HashSet;
 
+use super::store::now_us;
 use super::*;
 use crate::codec;
 
@@ -258,10 +259,6 @@ fn sequences_continue_after_reopen() {
     s.append(&mut b).unwrap();
     assert!(b[0].seq > a[1].seq);
     assert_eq!(s.count(), 3);
-}
-
-fn now_us() -> u64 {
-    super::store::now_us()
 }
 
 /// Records older than the age limit are never returned; their file goes once its newest
