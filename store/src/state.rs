@@ -2,6 +2,7 @@
 //! unit-tested without a disk. The RocksDB state machine persists what apply changed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use im::{HashMap as PHashMap, OrdMap, OrdSet};
 
@@ -59,8 +60,10 @@ pub struct State {
     /// Persistent maps (structural sharing): publishing a clone after every apply and
     /// changing one resource both cost O(log n), however large a table grows.
     tables: BTreeMap<Kind, OrdMap<String, Stored>>,
-    /// Derived: API key SHA-256 → key id. Rebuilt on load, kept in step by apply.
-    key_hashes: PHashMap<String, String>,
+    /// Derived: API key SHA-256 → the key. Rebuilt on load, kept in step by apply. It
+    /// holds the key itself: every authenticated request looks it up, and a second
+    /// look-up by id in the (ordered) table cost more than the hash look-up.
+    key_hashes: PHashMap<String, Arc<ApiKey>>,
     /// Global quota counters and grants.
     ledger: Ledger,
     /// Revoked admin tokens by token id, and (derived) by the time they are forgotten.
@@ -68,7 +71,7 @@ pub struct State {
     revoked_expiry: OrdSet<(u64, String)>,
     /// The admin audit trail by log index, bounded at apply. Boxed: im builds tree nodes
     /// of 64 entries on the stack, too large with records inline (debug-build overflow).
-    audit: OrdMap<u64, std::sync::Arc<AuditRecord>>,
+    audit: OrdMap<u64, Arc<AuditRecord>>,
 }
 
 /// The serialized form of [`State`] inside snapshots (derived indexes left out).
@@ -119,11 +122,7 @@ impl State {
 
     /// The API key whose secret hashes to `sha256_hex`.
     pub fn api_key_by_hash(&self, sha256_hex: &str) -> Option<&ApiKey> {
-        let id = self.key_hashes.get(sha256_hex)?;
-        match &self.get(Kind::ApiKey, id)?.resource {
-            Resource::ApiKey(k) => Some(k),
-            _ => None,
-        }
+        self.key_hashes.get(sha256_hex).map(|k| &**k)
     }
 
     /// Applies one command at log index `revision`. On error the configuration did not
@@ -319,7 +318,7 @@ impl State {
     ) {
         let (kind, id) = (res.kind(), res.id().to_string());
         if let Resource::ApiKey(k) = &res {
-            self.key_hashes.insert(k.sha256.clone(), k.id.clone());
+            self.key_hashes.insert(k.sha256.clone(), Arc::new(k.clone()));
         }
         let stored = Stored {
             resource: res,

@@ -163,7 +163,7 @@ impl State {
             if self
                 .key_hashes
                 .get(&k.sha256)
-                .is_some_and(|other| other != &k.id)
+                .is_some_and(|other| other.id != k.id)
             {
                 return Err(ApplyError::Invalid {
                     kind,

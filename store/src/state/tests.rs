@@ -402,6 +402,28 @@ fn deleting_a_consumer_takes_its_keys_and_permissions() {
     assert!(s.api_key_by_hash(&hex_sha("rg_secret_one")).is_none());
 }
 
+#[test]
+fn the_key_index_follows_updates_of_a_key() {
+    let mut s = base();
+    ok(&mut s, 10, Op::Create(key("k1", "app", "rg_secret_one")));
+    let mut updated = key("k1", "app", "rg_secret_one");
+    if let Resource::ApiKey(k) = &mut updated {
+        k.expires_at_ms = Some(5);
+        k.name = "renamed".into();
+    }
+    ok(&mut s, 11, Op::Update(updated));
+    let found = s.api_key_by_hash(&hex_sha("rg_secret_one")).unwrap();
+    assert_eq!(found.expires_at_ms, Some(5), "auth must see the update");
+    assert_eq!(found.name, "renamed");
+    // The secret's hash is immutable: another secret for the same id is refused.
+    assert!(matches!(
+        rejected(&mut s, Op::Update(key("k1", "app", "rg_secret_two"))),
+        ApplyError::Invalid { .. }
+    ));
+    assert!(s.api_key_by_hash(&hex_sha("rg_secret_two")).is_none());
+    assert!(s.api_key_by_hash(&hex_sha("rg_secret_one")).is_some());
+}
+
 fn hex_sha(secret: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(secret.as_bytes()))
