@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use prometheus::IntCounter;
 use raftgate_store::model::{QuotaMode, QuotaPolicy};
 use raftgate_store::quota::CounterId;
 use tokio::sync::Notify;
@@ -35,10 +36,19 @@ pub struct Bucket {
     pub granted: Notify,
     /// Sync-loop-only bookkeeping: `(taken at the last tick, units per second)`.
     rate: Mutex<(u64, f64)>,
+    /// This policy's `raftgate_quota_admitted_total` series, resolved once: a label
+    /// look-up per call costs more than the rest of the admission.
+    pub admitted: IntCounter,
 }
 
 impl Bucket {
-    pub fn new(id: CounterId, policy: Arc<QuotaPolicy>, voters: u32, now_ms: u64) -> Bucket {
+    pub fn new(
+        id: CounterId,
+        policy: Arc<QuotaPolicy>,
+        voters: u32,
+        now_ms: u64,
+        admitted: IntCounter,
+    ) -> Bucket {
         // Local mode: each node admits its share of the limit, with no Raft at all.
         let start = match policy.mode {
             QuotaMode::Local => policy.limit.div_ceil(u64::from(voters.max(1))),
@@ -57,6 +67,7 @@ impl Bucket {
             granted: Notify::new(),
             rate: Mutex::new((0, 0.0)),
             policy,
+            admitted,
         }
     }
 
@@ -225,7 +236,8 @@ mod tests {
             window_start_ms: 0,
             window_end_ms: 60_000,
         };
-        Bucket::new(id, Arc::new(policy), 3, 0)
+        let admitted = IntCounter::new("admitted", "test").unwrap();
+        Bucket::new(id, Arc::new(policy), 3, 0, admitted)
     }
 
     #[test]

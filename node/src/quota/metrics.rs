@@ -68,8 +68,9 @@ impl QuotaMetrics {
         m
     }
 
-    pub fn admitted(&self, policy: &str) {
-        self.admitted.with_label_values(&[policy]).inc();
+    /// `policy`'s admissions counter, for a bucket to keep (see `Bucket::admitted`).
+    pub fn admitted(&self, policy: &str) -> IntCounter {
+        self.admitted.with_label_values(&[policy])
     }
 
     pub fn rejected(&self, policy: &str, reason: &str) {

@@ -11,6 +11,8 @@ mod metrics;
 pub mod scope;
 mod sync;
 
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,11 +29,65 @@ pub use scope::CallScope;
 /// How long a call waits for a grant before it is refused (or admitted, `fail_open`).
 pub const GRANT_WAIT: Duration = Duration::from_millis(1_500);
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A bucket's place in [`Quotas::buckets`]. Looked up through [`KeyView`], so a call
+/// finds its bucket without allocating the key.
+#[derive(Debug, Clone)]
 struct BucketKey {
     policy: String,
     key: String,
     window_start_ms: u64,
+}
+
+/// `(policy, key, window start)` of a bucket, owned ([`BucketKey`]) or borrowed from the
+/// call: the map hashes and compares both alike (the `Borrow` look-up idiom).
+trait KeyView {
+    fn parts(&self) -> (&str, &str, u64);
+}
+
+impl KeyView for BucketKey {
+    fn parts(&self) -> (&str, &str, u64) {
+        (&self.policy, &self.key, self.window_start_ms)
+    }
+}
+
+impl KeyView for (&str, &str, u64) {
+    fn parts(&self) -> (&str, &str, u64) {
+        *self
+    }
+}
+
+impl Hash for dyn KeyView + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn KeyView + '_ {}
+
+impl Hash for BucketKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self as &dyn KeyView).hash(state);
+    }
+}
+
+impl PartialEq for BucketKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for BucketKey {}
+
+impl<'a> Borrow<dyn KeyView + 'a> for BucketKey {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
 }
 
 /// This node's side of every quota.
@@ -150,15 +206,12 @@ impl Quotas {
         })
     }
 
-    /// The bucket of `policy`'s counter `key` for the window holding `now_ms`.
-    fn bucket(&self, policy: &Arc<QuotaPolicy>, key: String, now_ms: u64) -> Arc<Bucket> {
+    /// The bucket of `policy`'s counter `key` for the window holding `now_ms`. Allocates
+    /// only to create one.
+    fn bucket(&self, policy: &Arc<QuotaPolicy>, key: &str, now_ms: u64) -> Arc<Bucket> {
         let (start, end) = window::bounds(policy.window, now_ms);
-        let k = BucketKey {
-            policy: policy.id.clone(),
-            key,
-            window_start_ms: start,
-        };
-        if let Some(b) = self.buckets.get(&k) {
+        let view: (&str, &str, u64) = (&policy.id, key, start);
+        if let Some(b) = self.buckets.get(&view as &dyn KeyView) {
             if same_counting(&b.policy, policy) {
                 return b.clone();
             }
@@ -166,13 +219,25 @@ impl Quotas {
         let fresh = || {
             let id = CounterId {
                 policy: policy.id.clone(),
-                key: k.key.clone(),
+                key: key.to_string(),
                 window_start_ms: start,
                 window_end_ms: end,
             };
-            Arc::new(Bucket::new(id, policy.clone(), self.voters(), now_ms))
+            let admitted = self.metrics.admitted(&policy.id);
+            Arc::new(Bucket::new(
+                id,
+                policy.clone(),
+                self.voters(),
+                now_ms,
+                admitted,
+            ))
         };
-        let mut entry = self.buckets.entry(k.clone()).or_insert_with(fresh);
+        let k = BucketKey {
+            policy: policy.id.clone(),
+            key: key.to_string(),
+            window_start_ms: start,
+        };
+        let mut entry = self.buckets.entry(k).or_insert_with(fresh);
         if !same_counting(&entry.policy, policy) {
             *entry = fresh();
         }
@@ -186,17 +251,13 @@ impl Quotas {
         if start != b.id.window_end_ms || end <= start {
             return None;
         }
-        let k = BucketKey {
-            policy: b.policy.id.clone(),
-            key: b.id.key.clone(),
-            window_start_ms: start,
-        };
-        if self.buckets.contains_key(&k) {
+        let view: (&str, &str, u64) = (&b.policy.id, &b.id.key, start);
+        if self.buckets.contains_key(&view as &dyn KeyView) {
             return None;
         }
         // Created as of its window's start: in use from its first instant, so never
         // idle (nor handed back) before it begins.
-        Some(self.bucket(&b.policy, k.key, start))
+        Some(self.bucket(&b.policy, &b.id.key, start))
     }
 
     /// Takes each check's units from its quota, or nothing at all.
@@ -209,18 +270,18 @@ impl Quotas {
         for Check { policy, key, units } in checks {
             let units = *units;
             let mut now_ms = now_ms;
-            let mut b = self.bucket(policy, key.clone(), now_ms);
+            let mut b = self.bucket(policy, key, now_ms);
             let mut taken = self.acquire(&b, units, &clock).await;
             // A call that waited past its window's end moves to the next window (the old
             // window's bucket is gone with it, and no grant for it will come).
             while matches!(taken, Err(Taken::WindowEnded)) {
                 now_ms = clock.now_ms();
-                b = self.bucket(policy, key.clone(), now_ms);
+                b = self.bucket(policy, key, now_ms);
                 taken = self.acquire(&b, units, &clock).await;
             }
             match taken {
                 Ok(()) => {
-                    self.metrics.admitted(&policy.id);
+                    b.admitted.inc();
                     permit.taken.push((b.clone(), units));
                 }
                 Err(Taken::Exhausted) => {

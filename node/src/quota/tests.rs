@@ -71,7 +71,7 @@ async fn a_refusal_by_one_quota_puts_back_what_the_others_took() {
         assert!(q.admit(&checks, NOW).await.is_err());
     }
     // Only the admitted call took a unit from the roomy quota.
-    let b = q.bucket(&roomy, "k".into(), NOW);
+    let b = q.bucket(&roomy, "k", NOW);
     assert_eq!(b.balance(), 9);
 }
 
@@ -86,7 +86,7 @@ async fn strict_quotas_without_a_leader_fail_closed_unless_fail_open() {
     let open = vec![check(&policy("o", 100, QuotaMode::Strict, true), "k", 1)];
     let permit = q.admit(&open, NOW).await.expect("fail_open admits");
     permit.commit();
-    let b = q.bucket(&open[0].policy, "k".into(), NOW);
+    let b = q.bucket(&open[0].policy, "k", NOW);
     assert_eq!(
         b.take_unreported(),
         1,
@@ -99,7 +99,7 @@ async fn waiting_calls_take_a_grant_when_it_arrives() {
     let q = engine();
     let p = policy("s", 100, QuotaMode::Strict, false);
     let checks = vec![check(&p, "k", 1)];
-    let b = q.bucket(&p, "k".into(), NOW);
+    let b = q.bucket(&p, "k", NOW);
     let waiter = {
         let q = q.clone();
         let checks2 = vec![check(&p, "k", 2)];
@@ -136,7 +136,7 @@ async fn a_call_waiting_past_its_window_end_moves_to_the_next_window() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The call now waits on the next second's bucket; a grant there admits it.
-    let next = q.bucket(&p, "k".into(), late + 200);
+    let next = q.bucket(&p, "k", late + 200);
     assert_eq!(next.id.window_start_ms, late - 900 + 1_000);
     next.grant(3, 50, late + 300);
     let outcome = tokio::time::timeout(GRANT_WAIT, waiter).await;
@@ -154,7 +154,7 @@ async fn settling_returns_the_unused_part_of_a_reservation_or_charges_the_oversh
     hard.metric = QuotaMetric::TotalTokens;
     hard.hard = true;
     let p = Arc::new(hard);
-    let b = q.bucket(&p, "k".into(), NOW);
+    let b = q.bucket(&p, "k", NOW);
     let permit = q.admit(&[check(&p, "k", 30)], NOW).await.expect("reserved");
     assert_eq!(permit.hard_budget(), Some(30));
     assert_eq!(b.balance(), 70);
@@ -193,7 +193,7 @@ fn used_bucket(
     (units, remaining): (u64, u64),
     at: u64,
 ) -> Arc<Bucket> {
-    let b = q.bucket(p, key.into(), at);
+    let b = q.bucket(p, key, at);
     b.grant(units, remaining, at);
     assert!(b.try_take(1, at));
     b
@@ -213,7 +213,7 @@ async fn a_bucket_in_use_asks_for_its_next_window_once_just_before_the_rollover(
     let late = end - 1_500;
     assert!(b.try_take(1, late));
     assert_eq!(asks_at(&q, late), vec![("k".to_string(), end, 100_000)]);
-    let next = q.bucket(&p, "k".into(), end);
+    let next = q.bucket(&p, "k", end);
     assert_eq!(next.id.window_start_ms, end);
     // Asked once: the next sync does not ask again while the grant is on its way.
     assert!(b.try_take(1, late + 50));
@@ -279,7 +279,7 @@ async fn idle_units_go_back_after_3_s_unless_a_repeating_counter_has_plenty_left
     );
     // The window ends 52.9 s after NOW: the plentiful counter's units stay to its end.
     assert_eq!(returned_at(NOW + 45_000), vec![]);
-    let plenty = q.bucket(&minute, "plenty".into(), NOW);
+    let plenty = q.bucket(&minute, "plenty", NOW);
     assert_eq!(plenty.balance(), 9);
 }
 
@@ -289,7 +289,7 @@ async fn a_usage_report_cut_short_by_the_item_cap_goes_on_where_it_stopped() {
     let p = policy("many", 1_000_000, QuotaMode::Local, false);
     let keys = sync::MAX_ITEMS + 10;
     for i in 0..keys {
-        let b = q.bucket(&p, format!("api_key=k{i}"), NOW);
+        let b = q.bucket(&p, &format!("api_key=k{i}"), NOW);
         assert!(b.try_take(1, NOW));
         b.record_use(1);
     }
@@ -299,7 +299,7 @@ async fn a_usage_report_cut_short_by_the_item_cap_goes_on_where_it_stopped() {
     // Every counter keeps being used (a busy node): the rest of the round still comes
     // next, not the counters already reported again.
     let all: Vec<_> = (0..keys)
-        .map(|i| q.bucket(&p, format!("api_key=k{i}"), NOW))
+        .map(|i| q.bucket(&p, &format!("api_key=k{i}"), NOW))
         .collect();
     for b in &all {
         b.record_use(1);
