@@ -1,7 +1,7 @@
 //! One counter's local side: the units this node holds for it, taken with atomics on
 //! the request path and refilled by the sync loop.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus::IntCounter;
@@ -19,6 +19,11 @@ pub struct Bucket {
     /// Units this node may still admit. Negative after a settle charged more than was
     /// reserved (a debt the next grants pay first).
     balance: AtomicI64,
+    /// A take that leaves the balance at or below this flags the bucket for the sync
+    /// loop's next tick (set by the sync loop from the bucket's rate).
+    low_mark: AtomicI64,
+    /// Whether the bucket is in `Quotas::attention` (queued once until visited).
+    queued: AtomicBool,
     /// Units taken since the bucket was created (the sync loop derives the rate).
     taken: AtomicU64,
     /// Units used and not yet reported to the ledger.
@@ -57,6 +62,8 @@ impl Bucket {
         Bucket {
             id,
             balance: AtomicI64::new(clamp_i64(start)),
+            low_mark: AtomicI64::new(0),
+            queued: AtomicBool::new(false),
             taken: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
             reported_round: AtomicU64::new(0),
@@ -89,6 +96,21 @@ impl Bucket {
             self.last_use_ms.fetch_max(now_ms, Ordering::Relaxed);
         }
         ok
+    }
+
+    /// Whether the balance is at or below the low mark: the bucket needs topping up.
+    pub fn is_low(&self) -> bool {
+        self.balance() <= self.low_mark.load(Ordering::Relaxed)
+    }
+
+    /// Marks the bucket queued for the sync loop; false when it already was.
+    pub fn enqueue(&self) -> bool {
+        !self.queued.load(Ordering::Relaxed) && !self.queued.swap(true, Ordering::AcqRel)
+    }
+
+    /// Marks the bucket visited: the next low take or waiting call queues it again.
+    pub fn dequeue(&self) {
+        self.queued.store(false, Ordering::Release);
     }
 
     /// Puts back units taken for a call that was not admitted after all.
@@ -196,7 +218,16 @@ impl Bucket {
         self.granted.notify_waiters();
     }
 
-    /// Units per second taken lately (an exponential moving average over sync ticks).
+    pub fn set_low_mark(&self, units: i64) {
+        self.low_mark.store(units, Ordering::Relaxed);
+    }
+
+    /// The rate [`Bucket::tick_rate`] last measured.
+    pub fn rate(&self) -> f64 {
+        self.rate.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+
+    /// Units per second taken lately (an exponential moving average over full passes).
     pub fn tick_rate(&self, dt_secs: f64) -> f64 {
         let taken = self.taken.load(Ordering::Relaxed);
         let mut r = self.rate.lock().unwrap_or_else(|e| e.into_inner());

@@ -13,7 +13,7 @@ mod sync;
 
 use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -96,6 +96,8 @@ pub struct Quotas {
     buckets: DashMap<BucketKey, Arc<Bucket>>,
     /// Wakes the sync loop early: a call is waiting for a grant.
     wake: Notify,
+    /// Buckets calls flagged for the sync loop's next tick (each queued once).
+    attention: Mutex<Vec<Arc<Bucket>>>,
     pub metrics: QuotaMetrics,
 }
 
@@ -189,6 +191,7 @@ impl Quotas {
             raft,
             buckets: DashMap::new(),
             wake: Notify::new(),
+            attention: Mutex::new(Vec::new()),
             metrics: QuotaMetrics::new(registry),
         })
     }
@@ -323,7 +326,7 @@ impl Quotas {
     /// few. [`Taken::WindowEnded`] when `b`'s window ends first: the caller moves on to
     /// the next window's bucket.
     async fn acquire(&self, b: &Arc<Bucket>, units: u64, clock: &CallClock) -> Result<(), Taken> {
-        if b.try_take(units, clock.now_ms()) {
+        if self.take(b, units, clock.now_ms()) {
             return Ok(());
         }
         if !b.strict() || units > b.policy.limit {
@@ -343,10 +346,11 @@ impl Quotas {
             let granted = b.granted.notified();
             tokio::pin!(granted);
             granted.as_mut().enable();
-            if b.try_take(units, now_ms) {
+            if self.take(b, units, now_ms) {
                 return Ok(());
             }
             b.add_want(units, now_ms);
+            self.flag(b);
             self.wake.notify_one();
             if tokio::time::timeout_at(deadline.min(window_end), granted)
                 .await
@@ -354,7 +358,7 @@ impl Quotas {
             {
                 b.drop_want(units);
                 let now_ms = clock.now_ms();
-                return if b.try_take(units, now_ms) {
+                return if self.take(b, units, now_ms) {
                     Ok(())
                 } else if now_ms >= b.id.window_end_ms && tokio::time::Instant::now() < deadline {
                     Err(Taken::WindowEnded)
@@ -362,10 +366,37 @@ impl Quotas {
                     Err(Taken::Unavailable)
                 };
             }
-            if b.try_take(units, clock.now_ms()) {
+            if self.take(b, units, clock.now_ms()) {
                 return Ok(());
             }
         }
+    }
+
+    /// [`Bucket::try_take`], flagging a strict bucket for the sync loop when the take
+    /// left it at or below its low mark (it needs topping up).
+    fn take(&self, b: &Arc<Bucket>, units: u64, now_ms: u64) -> bool {
+        let ok = b.try_take(units, now_ms);
+        if ok && b.strict() && b.is_low() {
+            self.flag(b);
+        }
+        ok
+    }
+
+    /// Queues `b` for the sync loop's next tick, unless it is queued already.
+    fn flag(&self, b: &Arc<Bucket>) {
+        if b.enqueue() {
+            self.attention
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(b.clone());
+        }
+    }
+
+    /// Takes up to `max` flagged buckets (still marked queued: the caller dequeues).
+    fn take_flagged(&self, max: usize) -> Vec<Arc<Bucket>> {
+        let mut q = self.attention.lock().unwrap_or_else(|e| e.into_inner());
+        let n = q.len().min(max);
+        q.drain(..n).collect()
     }
 
     /// Buckets held now (for metrics and tests).

@@ -17,8 +17,12 @@ use tokio::sync::watch;
 use super::{Bucket, Quotas};
 use crate::proxy::unix_ms;
 
-/// Sync period when nothing waits.
+/// Sync period when nothing waits. A tick visits only the buckets calls flagged (see
+/// [`Quotas::collect_flagged`])...
 const TICK: Duration = Duration::from_millis(50);
+/// ...and every this often, all of them: with 10,000 counters, visiting every bucket at
+/// every tick cost 2 % of the proxy's core.
+const FULL_PASS: Duration = Duration::from_millis(250);
 /// How long one sync write may take before it is retried (same serial).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A busy bucket is topped up to this much traffic...
@@ -35,8 +39,14 @@ const IDLE_RETURN_PLENTY_MS: u64 = 60_000;
 /// In the last this-many milliseconds of a window of a minute or longer, a bucket in use
 /// asks for its next window's units, so the rollover makes no call wait.
 const PREFETCH_MS: u64 = 2_000;
-/// Usage is reported at least this often (and with every sync that goes anyway).
+/// Usage is reported at least this often (and with every sync that goes anyway)...
 const USAGE_EVERY_MS: u64 = 1_000;
+/// ...unless the last report round held more counters than this per second: the next
+/// round then waits `items / USAGE_ITEMS_PER_SEC` seconds. Every item is a Raft write
+/// on every node (apply and persist), so usage reports cost the cluster a bounded rate
+/// however many counters are busy (10,000 busy keys: a round every 5 s, not 10,000
+/// items a second).
+const USAGE_ITEMS_PER_SEC: u64 = 2_000;
 /// At most this many items per Raft entry; more wait for the next tick.
 pub(super) const MAX_ITEMS: usize = 4_096;
 
@@ -76,12 +86,16 @@ impl Quotas {
         let mut epoch = next_epoch(&raft, 0);
         let mut serial = 0u64;
         let mut pending: Option<Batch> = None;
-        let mut last_tick = Instant::now();
+        let mut last_full = Instant::now();
+        let mut cut_short = false;
         let mut last_usage_ms = 0u64;
         // Usage report rounds: a round that the item cap cut short carries on at the next
         // tick with the buckets it has not reported yet.
         let mut round = 0u64;
         let mut continuing = false;
+        // Usage items of the round under way, and the wait before the next round.
+        let mut round_items = 0u64;
+        let mut usage_every_ms = USAGE_EVERY_MS;
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
@@ -92,25 +106,41 @@ impl Quotas {
             let batch = match pending.take() {
                 Some(b) => b,
                 None => {
-                    let dt = last_tick.elapsed().as_secs_f64();
-                    last_tick = Instant::now();
                     let report =
-                        continuing || now_ms.saturating_sub(last_usage_ms) >= USAGE_EVERY_MS;
+                        continuing || now_ms.saturating_sub(last_usage_ms) >= usage_every_ms;
                     if report && !continuing {
                         round += 1;
+                        round_items = 0;
                     }
-                    let b = self.collect(
-                        now_ms,
-                        dt,
-                        report.then_some(round),
-                        serial + 1,
-                        epoch,
-                        raft.id(),
-                    );
+                    // A full pass cut short by the item cap dequeued flagged buckets
+                    // it may not have reached: the next tick is a full pass too.
+                    let b = if report || cut_short || last_full.elapsed() >= FULL_PASS {
+                        let dt = last_full.elapsed().as_secs_f64();
+                        last_full = Instant::now();
+                        self.collect(
+                            now_ms,
+                            dt,
+                            report.then_some(round),
+                            serial + 1,
+                            epoch,
+                            raft.id(),
+                        )
+                    } else {
+                        self.collect_flagged(now_ms, serial + 1, epoch, raft.id())
+                    };
+                    cut_short = b.truncated;
                     continuing = report && b.truncated;
-                    // A report with nothing to say counts too: the next is due in a
-                    // second, not at every tick of an idle node.
-                    if (report || !b.sync.usage.is_empty()) && !b.truncated {
+                    if report {
+                        round_items += b.sync.usage.len() as u64;
+                        if !continuing {
+                            usage_every_ms = report_period_ms(round_items);
+                        }
+                    }
+                    // A round with nothing to say counts too: the next is due a period
+                    // later, not at every tick of an idle node. Usage that went with
+                    // asks does not: it covered only the asking buckets, and a node with
+                    // a call waiting at every tick would never start a round.
+                    if report && !b.truncated {
                         last_usage_ms = now_ms;
                     }
                     if b.sync.asks.is_empty()
@@ -174,8 +204,9 @@ impl Quotas {
         }
     }
 
-    /// Builds this tick's sync: asks for buckets that need units, hand-backs from idle
-    /// ones, usage, and drops buckets whose window is over (after reporting them).
+    /// Builds a full pass's sync: every bucket is visited — asks for buckets that need
+    /// units, hand-backs from idle ones, usage, next-window asks — and buckets whose
+    /// window is over are dropped (after reporting them).
     pub(super) fn collect(
         &self,
         now_ms: u64,
@@ -185,49 +216,31 @@ impl Quotas {
         epoch: u64,
         node: u64,
     ) -> Batch {
-        let voters = self.voters();
-        let mut sync = QuotaSync {
-            node,
-            epoch,
-            serial,
-            voters,
-            asks: Vec::new(),
-            returns: Vec::new(),
-            usage: Vec::new(),
-        };
-        let mut ask_buckets = Vec::new();
+        // Whatever calls flagged is covered by visiting everything.
+        for b in self.take_flagged(usize::MAX) {
+            b.dequeue();
+        }
+        let mut pass = Pass::new(self.voters(), node, epoch, serial);
+        let voters = pass.sync.voters;
         let mut over = Vec::new();
-        let mut items = 0usize;
         let mut balances: std::collections::BTreeMap<String, i64> = Default::default();
         let mut next_windows: Vec<(Arc<Bucket>, u64)> = Vec::new();
         let mut truncated = false;
         for entry in self.buckets.iter() {
-            if items >= MAX_ITEMS {
+            if pass.items >= MAX_ITEMS {
                 truncated = true;
                 break;
             }
             let b = entry.value();
-            let ended = b.id.window_end_ms <= now_ms;
-            let want = if ended { 0 } else { b.take_want() };
-            // Usage goes with every sync a bucket is in anyway, and once per report round.
-            let due = report_round.is_some_and(|r| b.enter_report_round(r));
-            if ended || due || want > 0 {
-                let used = b.take_unreported();
-                if used > 0 {
-                    sync.usage.push(Units {
-                        counter: b.id.clone(),
-                        units: used,
-                    });
-                    items += 1;
-                }
-            }
-            if ended {
+            if b.id.window_end_ms <= now_ms {
+                pass.usage(b);
                 over.push(entry.key().clone());
                 continue;
             }
-            // The balance gauges go with the usage reports (once a second): summing
-            // them is a map look-up per bucket, and this loop visits every bucket every
-            // tick.
+            // Usage goes with every sync a bucket is in anyway, and once per report round.
+            let due = report_round.is_some_and(|r| b.enter_report_round(r));
+            // The balance gauges go with the usage reports (once per round): summing
+            // them is a map look-up per bucket.
             if report_round.is_some() {
                 match balances.get_mut(b.policy.id.as_str()) {
                     Some(sum) => *sum += b.balance(),
@@ -236,49 +249,25 @@ impl Quotas {
                     }
                 }
             }
-            if !b.strict() {
-                continue;
-            }
-            let rate = b.tick_rate(dt_secs);
-            let balance = b.balance();
-            let idle_ms = now_ms.saturating_sub(b.last_use_ms());
-            let recently_used = idle_ms < IDLE_RETURN_MS;
-            let low = (rate * LOW_SECS) as i64;
-            let needs = want > 0 || (recently_used && balance <= low && rate > 0.0);
-            let target = || {
-                ((rate * LEAD_SECS).ceil() as u64)
-                    .min(hold_cap(b, voters))
-                    .max(first_ask(b, voters))
+            let rate = if b.strict() {
+                b.tick_rate(dt_secs)
+            } else {
+                0.0
             };
-            if idle_ms < prefetch_idle_ms(b) && prefetches(b, now_ms) {
-                next_windows.push((b.clone(), target()));
+            let idle_ms = now_ms.saturating_sub(b.last_use_ms());
+            if b.strict() && idle_ms < prefetch_idle_ms(b) && prefetches(b, now_ms) {
+                next_windows.push((b.clone(), target(b, rate, voters)));
             }
-            if needs && (want > 0 || !b.exhausted(now_ms)) {
-                let desired = target().max(want) as i64;
-                let units = (desired - balance).max(1) as u64;
-                sync.asks.push(Units {
-                    counter: b.id.clone(),
-                    units,
-                });
-                ask_buckets.push(b.clone());
-                items += 1;
-            } else if idle_ms >= idle_return_ms(b)
-                && b.id.window_end_ms.saturating_sub(now_ms) > IDLE_RETURN_MS
-                && balance > 0
-            {
-                let back = b.take_all();
-                if back > 0 {
-                    sync.returns.push(Units {
-                        counter: b.id.clone(),
-                        units: back,
-                    });
-                    items += 1;
-                }
-            }
+            pass.visit(b, rate, due, now_ms, true);
         }
         for key in over {
             self.buckets.remove(&key);
         }
+        let Pass {
+            mut sync,
+            mut ask_buckets,
+            mut items,
+        } = pass;
         // Next windows' buckets, created outside the iteration over the map. Each is
         // asked for once: when it exists already, it had its ask (or calls of its own).
         for (b, target) in next_windows {
@@ -306,6 +295,28 @@ impl Quotas {
         }
     }
 
+    /// Builds a quick pass's sync: only the buckets calls flagged since the last pass
+    /// (a call waits for units, or a take went below the bucket's low mark), with the
+    /// rates the last full pass measured. Ended windows, hand-backs and next-window asks
+    /// wait for the next full pass.
+    pub(super) fn collect_flagged(&self, now_ms: u64, serial: u64, epoch: u64, node: u64) -> Batch {
+        // A visit adds at most two items (usage and an ask); the rest stay queued.
+        let flagged = self.take_flagged(MAX_ITEMS / 2);
+        let mut pass = Pass::new(self.voters(), node, epoch, serial);
+        for b in &flagged {
+            // Dequeued before the visit: a take after it flags the bucket again.
+            b.dequeue();
+            if b.id.window_end_ms > now_ms {
+                pass.visit(b, b.rate(), false, now_ms, false);
+            }
+        }
+        Batch {
+            sync: pass.sync,
+            ask_buckets: pass.ask_buckets,
+            truncated: false,
+        }
+    }
+
     fn apply_reply(&self, batch: &Batch, reply: &QuotaReply, now_ms: u64) {
         for (i, b) in batch.ask_buckets.iter().enumerate() {
             let g = reply.grants.get(i).copied().unwrap_or_default();
@@ -315,6 +326,99 @@ impl Quotas {
             b.grant(g.units, g.remaining, now_ms);
         }
     }
+}
+
+/// One pass's sync under construction.
+struct Pass {
+    sync: QuotaSync,
+    /// The bucket of each ask, in order.
+    ask_buckets: Vec<Arc<Bucket>>,
+    items: usize,
+}
+
+impl Pass {
+    fn new(voters: u32, node: u64, epoch: u64, serial: u64) -> Pass {
+        Pass {
+            sync: QuotaSync {
+                node,
+                epoch,
+                serial,
+                voters,
+                asks: Vec::new(),
+                returns: Vec::new(),
+                usage: Vec::new(),
+            },
+            ask_buckets: Vec::new(),
+            items: 0,
+        }
+    }
+
+    /// Adds `b`'s unreported usage, if any.
+    fn usage(&mut self, b: &Bucket) {
+        let used = b.take_unreported();
+        if used > 0 {
+            self.sync.usage.push(Units {
+                counter: b.id.clone(),
+                units: used,
+            });
+            self.items += 1;
+        }
+    }
+
+    /// One bucket's part of a sync: its usage when `due` or when it asks; an ask when
+    /// calls wait for it or it ran low; else (`full` passes only) its units back to the
+    /// ledger when it sat idle. Sets the low mark at which calls flag it next.
+    fn visit(&mut self, b: &Arc<Bucket>, rate: f64, due: bool, now_ms: u64, full: bool) {
+        let want = b.take_want();
+        if due || want > 0 {
+            self.usage(b);
+        }
+        if !b.strict() {
+            return;
+        }
+        let balance = b.balance();
+        let idle_ms = now_ms.saturating_sub(b.last_use_ms());
+        let recently_used = idle_ms < IDLE_RETURN_MS;
+        let low = (rate * LOW_SECS) as i64;
+        b.set_low_mark(low);
+        let needs = want > 0 || (recently_used && balance <= low && rate > 0.0);
+        if needs && (want > 0 || !b.exhausted(now_ms)) {
+            let desired = target(b, rate, self.sync.voters).max(want) as i64;
+            let units = (desired - balance).max(1) as u64;
+            self.sync.asks.push(Units {
+                counter: b.id.clone(),
+                units,
+            });
+            self.ask_buckets.push(b.clone());
+            self.items += 1;
+        } else if full
+            && idle_ms >= idle_return_ms(b)
+            && b.id.window_end_ms.saturating_sub(now_ms) > IDLE_RETURN_MS
+            && balance > 0
+        {
+            let back = b.take_all();
+            if back > 0 {
+                self.sync.returns.push(Units {
+                    counter: b.id.clone(),
+                    units: back,
+                });
+                self.items += 1;
+            }
+        }
+    }
+}
+
+/// What a bucket tops up to: [`LEAD_SECS`] of its traffic, within its hold cap, and at
+/// least its first ask.
+fn target(b: &Bucket, rate: f64, voters: u32) -> u64 {
+    ((rate * LEAD_SECS).ceil() as u64)
+        .min(hold_cap(b, voters))
+        .max(first_ask(b, voters))
+}
+
+/// The wait before the next usage report round after one of `items` counters.
+pub(super) fn report_period_ms(items: u64) -> u64 {
+    (items.saturating_mul(1_000) / USAGE_ITEMS_PER_SEC).max(USAGE_EVERY_MS)
 }
 
 /// How long `b` may sit unused before its units go back to the ledger.

@@ -324,3 +324,74 @@ async fn a_usage_report_cut_short_by_the_item_cap_goes_on_where_it_stopped() {
     assert_eq!(third.sync.usage.len(), sync::MAX_ITEMS);
     assert!(third.sync.usage.iter().all(|u| u.units == 1));
 }
+
+#[test]
+fn usage_rounds_of_many_counters_are_spaced_to_a_bounded_item_rate() {
+    assert_eq!(
+        sync::report_period_ms(0),
+        1_000,
+        "an idle node: every second"
+    );
+    assert_eq!(sync::report_period_ms(2_000), 1_000);
+    assert_eq!(sync::report_period_ms(4_096 + 10), 2_053);
+    assert_eq!(
+        sync::report_period_ms(10_000),
+        5_000,
+        "10,000 busy keys: every 5 s"
+    );
+}
+
+#[tokio::test]
+async fn ticks_between_full_passes_visit_only_the_buckets_calls_flagged() {
+    let q = engine();
+    let p = strict_policy("q", 1_000_000, QuotaWindow::Minute);
+    let quick_asks = |q: &Quotas, at: u64| -> Vec<String> {
+        q.collect_flagged(at, 2, 1, 1)
+            .sync
+            .asks
+            .iter()
+            .map(|a| a.counter.key.clone())
+            .collect()
+    };
+    // Two busy buckets: 50 calls each in one 50 ms tick, measured by a full pass.
+    let (a, b) = (q.bucket(&p, "a", NOW), q.bucket(&p, "b", NOW));
+    for bucket in [&a, &b] {
+        bucket.grant(1_000, 900_000, NOW);
+    }
+    for _ in 0..50 {
+        for key in ["a", "b"] {
+            q.admit(&[check(&p, key, 1)], NOW).await.unwrap().commit();
+        }
+    }
+    assert!(asks_at(&q, NOW).is_empty(), "950 left each: no ask yet");
+    // Rate 0.4 * 50 / 0.05 = 400/s: the low mark is 0.2 s of it, 80 units.
+    assert!(!a.is_low() && !b.is_low());
+    // `b` runs low outside any call (no flag); a call takes `a` below its mark.
+    assert!(b.try_take(900, NOW));
+    q.admit(&[check(&p, "a", 900)], NOW).await.unwrap().commit();
+    assert_eq!(quick_asks(&q, NOW + 50), ["a"], "only the flagged bucket");
+    assert!(
+        quick_asks(&q, NOW + 100).is_empty(),
+        "visited: no longer flagged"
+    );
+    // A full pass sees both.
+    let mut full: Vec<String> = asks_at(&q, NOW + 150).into_iter().map(|a| a.0).collect();
+    full.sort();
+    assert_eq!(full, ["a", "b"]);
+    // A call that must wait flags its bucket too (a fresh key, nothing held).
+    let q2 = q.clone();
+    let p2 = p.clone();
+    let waiting = tokio::spawn(async move { q2.admit(&[check(&p2, "c", 1)], NOW).await.is_ok() });
+    let c = q.bucket(&p, "c", NOW);
+    let mut asked = Vec::new();
+    for _ in 0..100 {
+        asked = quick_asks(&q, NOW + 200);
+        if !asked.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(asked, ["c"]);
+    c.grant(10, 900_000, NOW + 200);
+    assert!(waiting.await.unwrap(), "the waiting call took the grant");
+}
