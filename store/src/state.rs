@@ -318,7 +318,8 @@ impl State {
     ) {
         let (kind, id) = (res.kind(), res.id().to_string());
         if let Resource::ApiKey(k) = &res {
-            self.key_hashes.insert(k.sha256.clone(), Arc::new(k.clone()));
+            self.key_hashes
+                .insert(k.sha256.clone(), Arc::new(k.clone()));
         }
         let stored = Stored {
             resource: res,
