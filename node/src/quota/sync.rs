@@ -263,36 +263,21 @@ impl Quotas {
         for key in over {
             self.buckets.remove(&key);
         }
-        let Pass {
-            mut sync,
-            mut ask_buckets,
-            mut items,
-        } = pass;
         // Next windows' buckets, created outside the iteration over the map. Each is
         // asked for once: when it exists already, it had its ask (or calls of its own).
         for (b, target) in next_windows {
-            if items >= MAX_ITEMS {
+            if pass.items >= MAX_ITEMS {
                 break;
             }
-            let Some(next) = self.next_window_bucket(&b) else {
-                continue;
-            };
-            sync.asks.push(Units {
-                counter: next.id.clone(),
-                units: target,
-            });
-            ask_buckets.push(next);
-            items += 1;
+            if let Some(next) = self.next_window_bucket(&b) {
+                pass.ask(&next, target);
+            }
         }
         for (policy, balance) in balances {
             self.metrics.balance(&policy, balance);
         }
         self.metrics.buckets(self.buckets.len());
-        Batch {
-            sync,
-            ask_buckets,
-            truncated,
-        }
+        pass.into_batch(truncated)
     }
 
     /// Builds a quick pass's sync: only the buckets calls flagged since the last pass
@@ -310,11 +295,7 @@ impl Quotas {
                 pass.visit(b, b.rate(), false, now_ms, false);
             }
         }
-        Batch {
-            sync: pass.sync,
-            ask_buckets: pass.ask_buckets,
-            truncated: false,
-        }
+        pass.into_batch(false)
     }
 
     fn apply_reply(&self, batch: &Batch, reply: &QuotaReply, now_ms: u64) {
@@ -353,6 +334,24 @@ impl Pass {
         }
     }
 
+    fn into_batch(self, truncated: bool) -> Batch {
+        Batch {
+            sync: self.sync,
+            ask_buckets: self.ask_buckets,
+            truncated,
+        }
+    }
+
+    /// Asks for `units` more for `b`.
+    fn ask(&mut self, b: &Arc<Bucket>, units: u64) {
+        self.sync.asks.push(Units {
+            counter: b.id.clone(),
+            units,
+        });
+        self.ask_buckets.push(b.clone());
+        self.items += 1;
+    }
+
     /// Adds `b`'s unreported usage, if any.
     fn usage(&mut self, b: &Bucket) {
         let used = b.take_unreported();
@@ -384,13 +383,7 @@ impl Pass {
         let needs = want > 0 || (recently_used && balance <= low && rate > 0.0);
         if needs && (want > 0 || !b.exhausted(now_ms)) {
             let desired = target(b, rate, self.sync.voters).max(want) as i64;
-            let units = (desired - balance).max(1) as u64;
-            self.sync.asks.push(Units {
-                counter: b.id.clone(),
-                units,
-            });
-            self.ask_buckets.push(b.clone());
-            self.items += 1;
+            self.ask(b, (desired - balance).max(1) as u64);
         } else if full
             && idle_ms >= idle_return_ms(b)
             && b.id.window_end_ms.saturating_sub(now_ms) > IDLE_RETURN_MS
