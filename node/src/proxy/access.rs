@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use http::HeaderValue;
 use hyper::body::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
@@ -444,12 +445,22 @@ impl RequestIds {
         }
     }
 
-    pub fn next(&self) -> String {
-        format!(
-            "{:016x}{:08x}",
-            self.prefix,
-            self.next.fetch_add(1, Relaxed)
-        )
+    /// The next id as a header value: 16 hex digits of the prefix, then the counter in
+    /// at least 8. Written into a stack buffer: a `format!` per request showed up in
+    /// the proxy's profile.
+    pub fn next(&self) -> HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let n = self.next.fetch_add(1, Relaxed);
+        let mut buf = [0u8; 32];
+        for (i, b) in buf[..16].iter_mut().enumerate() {
+            *b = HEX[((self.prefix >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        let digits = (((64 - n.leading_zeros()) as usize).div_ceil(4)).max(8);
+        for i in 0..digits {
+            buf[16 + digits - 1 - i] = HEX[((n >> (4 * i)) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&buf[..16 + digits])
+            .unwrap_or_else(|_| HeaderValue::from_static("-"))
     }
 }
 
@@ -462,6 +473,31 @@ impl Default for RequestIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_the_prefix_then_the_counter_in_hex() {
+        let ids = RequestIds {
+            prefix: 0x0123_4567_89ab_cdef,
+            next: AtomicU64::new(0x2a),
+        };
+        assert_eq!(ids.next(), "0123456789abcdef0000002a");
+        assert_eq!(ids.next(), "0123456789abcdef0000002b");
+        let wide = RequestIds {
+            prefix: 0xf,
+            next: AtomicU64::new(0x1_0000_0000),
+        };
+        assert_eq!(wide.next(), "000000000000000f100000000");
+        let max = RequestIds {
+            prefix: u64::MAX,
+            next: AtomicU64::new(u64::MAX),
+        };
+        assert_eq!(max.next(), "ffffffffffffffffffffffffffffffff");
+        let zero = RequestIds {
+            prefix: 0,
+            next: AtomicU64::new(0),
+        };
+        assert_eq!(zero.next(), "000000000000000000000000");
+    }
 
     fn outcome(llm: Option<crate::llm::LlmTrace>) -> Outcome {
         Outcome {

@@ -139,7 +139,7 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     let request_id = match parts.headers.get(&X_REQUEST_ID) {
         Some(v) if valid_request_id(v) => v.clone(),
-        _ => HeaderValue::from_str(&dp.ids.next()).unwrap_or(HeaderValue::from_static("-")),
+        _ => dp.ids.next(),
     };
     let compiled = dp.current();
     if let Some(path) = crate::proxy::rewrite::normalize_dot_segments(parts.uri.path()) {
