@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 
-use crate::proxy::pool::{host_header, H1Pool, UpstreamError};
+use crate::proxy::pool::{host_header, host_of, H1Pool, UpstreamError};
 use crate::proxy::{BoxError, ProxyBody};
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
@@ -73,12 +73,58 @@ impl UpstreamClient {
         pool.send(authority, req).await
     }
 
+    /// Sends a request whose body is at hand whole: on the calling task over the lean
+    /// pool for HTTP/1.1 upstreams (the head is borrowed, not copied), else as a hyper
+    /// request.
+    pub async fn request_whole(
+        &self,
+        authority: &http::uri::Authority,
+        req: Whole<'_>,
+    ) -> Result<http::Response<ProxyBody>, UpstreamError> {
+        let Some(pool) = &self.h1 else {
+            let uri = http::Uri::builder()
+                .scheme(req.scheme.clone())
+                .authority(authority.clone())
+                .path_and_query(req.path_and_query.clone())
+                .build()
+                .map_err(UpstreamError::other)?;
+            let body = http_body_util::Full::new(req.body.clone());
+            let mut r = http::Request::new(http_body_util::BodyExt::boxed_unsync(
+                http_body_util::BodyExt::map_err(body, |e| match e {}),
+            ));
+            *r.method_mut() = req.method.clone();
+            *r.uri_mut() = uri;
+            *r.version_mut() = req.version;
+            *r.headers_mut() = req.headers.clone();
+            return self.request(authority, r).await;
+        };
+        let out = crate::proxy::wire::Outgoing {
+            method: req.method,
+            path_and_query: req.path_and_query.as_str(),
+            host: Some(host_of(authority, self.tls)),
+            headers: req.headers,
+            body: req.body,
+        };
+        pool.send_whole(authority, out).await
+    }
+
     /// Closes idle pooled connections past their idle timeout.
     pub fn sweep(&self) {
         if let Some(p) = &self.h1 {
             p.sweep();
         }
     }
+}
+
+/// A request whose body is at hand whole, its head borrowed from the caller.
+#[derive(Clone, Copy)]
+pub struct Whole<'a> {
+    pub scheme: &'a http::uri::Scheme,
+    pub method: &'a http::Method,
+    pub path_and_query: &'a http::uri::PathAndQuery,
+    pub version: http::Version,
+    pub headers: &'a http::HeaderMap,
+    pub body: &'a hyper::body::Bytes,
 }
 
 /// What decides whether two upstream versions can share a pool.

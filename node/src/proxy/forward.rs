@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
@@ -16,6 +16,7 @@ use crate::llm::Llm;
 use crate::proxy::access::{Outcome, Tracked};
 use crate::proxy::auth::{self, Identity};
 use crate::proxy::capture::CaptureBody;
+use crate::proxy::client::Whole;
 use crate::proxy::compile::{Backend, Compiled, RouteRt};
 use crate::proxy::head::{strip_hop_by_hop, Head, X_REQUEST_ID};
 use crate::proxy::limit::{BodyTooLarge, DrainingLimit};
@@ -115,13 +116,6 @@ fn normalize_uri(uri: &mut Uri, path: &str) {
     if let Ok(u) = Uri::from_parts(parts) {
         *uri = u;
     }
-}
-
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
 }
 
 /// Entry point for every data-plane request; never fails, never panics on input.
@@ -330,6 +324,15 @@ enum BodySource {
     Stream(Option<ProxyBody>),
 }
 
+/// One try's request: a whole body sent with the borrowed head, or a hyper request.
+/// It lives for one try on the request's own stack: boxing the large variant would only
+/// add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Send {
+    Whole(Bytes),
+    Streamed(Request<ProxyBody>),
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn route_and_forward(
     compiled: &Arc<Compiled>,
@@ -532,7 +535,7 @@ async fn route_and_forward(
         UpstreamProtocol::Http2 => Version::HTTP_2,
     };
     let deadline = outcome.started + Duration::from_millis(spec.timeouts.total_ms);
-    let idempotent = is_idempotent(&parts.method);
+    let idempotent = crate::proxy::pool::idempotent(&parts.method);
     let passive = spec.health_check.passive.as_ref();
     let breaker = spec.circuit_breaker.as_ref();
     let mut tried: Vec<usize> = Vec::new();
@@ -550,32 +553,61 @@ async fn route_and_forward(
         let target = up.balancer.targets[i].0.clone();
         outcome.tries += 1;
         let replayable = matches!(source, BodySource::Replay(_));
-        let body = match &mut source {
-            BodySource::Replay(b) => Full::new(b.clone()).map_err(|e| match e {}).boxed_unsync(),
-            BodySource::Stream(b) => b.take().unwrap_or_else(empty),
-        };
-        let target_uri = Uri::builder()
-            .scheme(up.scheme.clone())
-            .authority(target.authority.clone())
-            .path_and_query(path_and_query.clone())
-            .build()
-            .map_err(|e| fail(StatusCode::BAD_GATEWAY, "bad_upstream_uri", e.to_string()))?;
-        let mut req = Request::new(body);
-        *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = target_uri;
-        *req.version_mut() = version;
-        // The last possible try takes the headers instead of copying them.
-        let last_try = !replayable || outcome.tries > spec.retries.attempts;
-        *req.headers_mut() = if last_try {
-            std::mem::take(&mut parts.headers)
-        } else {
-            parts.headers.clone()
+        // The common case, a body at hand whole and no upgrade, borrows the head; a
+        // streamed body or an upgrade goes out as a hyper request.
+        let whole = replayable && downstream_upgrade.is_none();
+        let send = match (&mut source, whole) {
+            (BodySource::Replay(b), true) => Send::Whole(b.clone()),
+            (source, _) => {
+                // The last possible try takes the headers instead of copying them.
+                let last_try = !replayable || outcome.tries > spec.retries.attempts;
+                let headers = if last_try {
+                    std::mem::take(&mut parts.headers)
+                } else {
+                    parts.headers.clone()
+                };
+                let body = match source {
+                    BodySource::Replay(b) => {
+                        Full::new(b.clone()).map_err(|e| match e {}).boxed_unsync()
+                    }
+                    BodySource::Stream(b) => b.take().unwrap_or_else(empty),
+                };
+                let uri = Uri::builder()
+                    .scheme(up.scheme.clone())
+                    .authority(target.authority.clone())
+                    .path_and_query(path_and_query.clone())
+                    .build()
+                    .map_err(|e| {
+                        fail(StatusCode::BAD_GATEWAY, "bad_upstream_uri", e.to_string())
+                    })?;
+                let mut req = Request::new(body);
+                *req.method_mut() = parts.method.clone();
+                *req.uri_mut() = uri;
+                *req.version_mut() = version;
+                *req.headers_mut() = headers;
+                Send::Streamed(req)
+            }
         };
         target.begin();
         let now = Instant::now();
         let left = deadline.saturating_duration_since(now);
         let per_try = Duration::from_millis(spec.timeouts.per_try_ms).min(left);
-        let res = tokio::time::timeout(per_try, up.client.request(&target.authority, req)).await;
+        let res = match send {
+            Send::Whole(body) => {
+                let req = Whole {
+                    scheme: &up.scheme,
+                    method: &parts.method,
+                    path_and_query: &path_and_query,
+                    version,
+                    headers: &parts.headers,
+                    body: &body,
+                };
+                tokio::time::timeout(per_try, up.client.request_whole(&target.authority, req)).await
+            }
+            Send::Streamed(req) => {
+                tokio::time::timeout(per_try, up.client.request(&target.authority, req)).await
+            }
+        };
         up.metrics.duration.observe(now.elapsed().as_secs_f64());
         let can_retry = |retry_kind_ok: bool| {
             retry_kind_ok

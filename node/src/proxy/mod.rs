@@ -26,6 +26,7 @@ pub mod router;
 pub mod target;
 pub mod tls;
 mod unauth;
+pub mod wire;
 
 use std::sync::{Arc, Mutex};
 

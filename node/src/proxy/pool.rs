@@ -2,9 +2,11 @@
 //!
 //! hyper-util's generic client costs every request a pool-key hash and clone, a
 //! checkout future and a spawned task that waits for the connection to be idle again.
-//! Here a connection is a hyper `SendRequest` in a per-target stack: a request pops
-//! one (or connects), sends, and its response body pushes the sender back when the
-//! body ends. A body dropped early, an error or a `101` never returns its connection.
+//! Here each target has two stacks of idle connections: plain ones for requests whose
+//! body is at hand whole, exchanged on the request's own task (`crate::proxy::wire`),
+//! and hyper `SendRequest`s for streamed bodies and upgrades. A request pops one (or
+//! connects), sends, and its response body pushes the connection back when the body
+//! ends. A body dropped early, an error or a `101` never returns its connection.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -13,8 +15,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
-use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -22,6 +24,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::proxy::wire::{self, AnswerBody, Conn, ExchangeError, GiveBack, Io, Outgoing};
 use crate::proxy::{BoxError, ProxyBody};
 
 /// Idle connections kept per target; beyond this a returned connection is closed.
@@ -77,12 +80,18 @@ struct Idle {
     since: Instant,
 }
 
+struct IdleConn {
+    conn: Conn,
+    since: Instant,
+}
+
 /// HTTP/1.1 connections to the targets of one upstream (one TLS setting, one connect
 /// timeout).
 pub struct H1Pool {
     tls: Option<(TlsConnector, Option<ServerName<'static>>)>,
     connect_timeout: Duration,
     idle: Mutex<HashMap<Authority, VecDeque<Idle>>>,
+    idle_conns: Mutex<HashMap<Authority, VecDeque<IdleConn>>>,
 }
 
 impl H1Pool {
@@ -96,6 +105,76 @@ impl H1Pool {
             tls,
             connect_timeout,
             idle: Mutex::new(HashMap::new()),
+            idle_conns: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sends a request whose body is at hand whole, on the calling task. A kept-alive
+    /// connection the upstream closed meanwhile is replaced by another when nothing of
+    /// the request can have been processed: the write failed, or (idempotent methods
+    /// only, as Go's client does) the connection closed before any answer.
+    pub(crate) async fn send_whole(
+        self: &Arc<Self>,
+        authority: &Authority,
+        req: Outgoing<'_>,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        loop {
+            let (mut conn, reused) = match self.checkout_conn(authority) {
+                Some(c) => (c, true),
+                None => (Conn::new(self.open(authority).await?), false),
+            };
+            match wire::exchange(&mut conn, &req).await {
+                Ok(mut answer) => {
+                    let back = Back {
+                        pool: self.clone(),
+                        authority: authority.clone(),
+                    };
+                    let body = match wire::body(conn, &mut answer, back) {
+                        AnswerBody::Whole(b) => Full::new(b).map_err(|e| match e {}).boxed_unsync(),
+                        AnswerBody::Streaming(b) => b.boxed_unsync(),
+                    };
+                    let mut resp = Response::new(body);
+                    *resp.status_mut() = answer.status;
+                    *resp.version_mut() = answer.version;
+                    *resp.headers_mut() = answer.headers;
+                    return Ok(resp);
+                }
+                Err(ExchangeError::Write(_)) if reused => {}
+                Err(ExchangeError::ClosedBeforeAnswer) if reused && idempotent(req.method) => {}
+                Err(e) => return Err(UpstreamError::other(e)),
+            }
+        }
+    }
+
+    /// The most recently idle connection to `authority` that the upstream has not
+    /// closed, if any.
+    fn checkout_conn(&self, authority: &Authority) -> Option<Conn> {
+        let mut idle = self.idle_conns.lock().unwrap_or_else(|p| p.into_inner());
+        let stack = idle.get_mut(authority)?;
+        let now = Instant::now();
+        while stack
+            .front()
+            .is_some_and(|i| now.duration_since(i.since) > IDLE_TIMEOUT)
+        {
+            stack.pop_front();
+        }
+        while let Some(mut i) = stack.pop_back() {
+            if i.conn.is_idle_and_open() {
+                return Some(i.conn);
+            }
+        }
+        None
+    }
+
+    fn checkin_conn(&self, authority: &Authority, conn: Conn) {
+        let now = Instant::now();
+        let mut idle = self.idle_conns.lock().unwrap_or_else(|p| p.into_inner());
+        let stack = match idle.get_mut(authority) {
+            Some(s) => s,
+            None => idle.entry(authority.clone()).or_default(),
+        };
+        if stack.len() < MAX_IDLE {
+            stack.push_back(IdleConn { conn, since: now });
         }
     }
 
@@ -183,18 +262,33 @@ impl H1Pool {
             stack.retain(|i| !i.tx.is_closed() && now.duration_since(i.since) <= IDLE_TIMEOUT);
             !stack.is_empty()
         });
+        drop(idle);
+        let mut idle = self.idle_conns.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|_, stack| {
+            stack.retain_mut(|i| {
+                now.duration_since(i.since) <= IDLE_TIMEOUT && i.conn.is_idle_and_open()
+            });
+            !stack.is_empty()
+        });
     }
 
-    /// Idle connections held now (tests).
+    /// Idle connections held now, of both kinds (tests).
     pub fn idle_count(&self) -> usize {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.values().map(VecDeque::len).sum()
+        let hyper = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let own = self.idle_conns.lock().unwrap_or_else(|p| p.into_inner());
+        hyper.values().map(VecDeque::len).sum::<usize>()
+            + own.values().map(VecDeque::len).sum::<usize>()
     }
 
     async fn connect(
         &self,
         authority: &Authority,
     ) -> Result<SendRequest<ProxyBody>, UpstreamError> {
+        handshake(self.open(authority).await?).await
+    }
+
+    /// A new connection to `authority`, TLS when the upstream uses it.
+    async fn open(&self, authority: &Authority) -> Result<Io, UpstreamError> {
         let host = authority.host();
         let host = host
             .strip_prefix('[')
@@ -211,7 +305,7 @@ impl H1Pool {
         let _ = socket2::SockRef::from(&tcp)
             .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE));
         let Some((connector, fixed_name)) = &self.tls else {
-            return handshake(tcp).await;
+            return Ok(Io::Tcp(tcp));
         };
         let name = match fixed_name {
             Some(n) => n.clone(),
@@ -223,7 +317,7 @@ impl H1Pool {
                 UpstreamError::connect(format!("TLS handshake with {authority} timed out"))
             })?
             .map_err(UpstreamError::connect)?;
-        handshake(tls).await
+        Ok(Io::Tls(Box::new(tls)))
     }
 
     fn returning(
@@ -270,13 +364,38 @@ where
     Ok(tx)
 }
 
+/// Where a connection of a finished exchange goes back to.
+struct Back {
+    pool: Arc<H1Pool>,
+    authority: Authority,
+}
+
+impl GiveBack for Back {
+    fn give_back(self, conn: Conn) {
+        self.pool.checkin_conn(&self.authority, conn);
+    }
+}
+
+/// Methods a client may send again without changing the result (RFC 9110 §9.2.2).
+pub(crate) fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
 /// `Host` for a request to `authority` without one: the port only when it is not the
 /// scheme's default (what browsers and hyper-util send).
 pub fn host_header(authority: &Authority, tls: bool) -> Option<HeaderValue> {
+    HeaderValue::from_str(host_of(authority, tls)).ok()
+}
+
+/// [`host_header`] as the text it holds, borrowed from `authority`.
+pub fn host_of(authority: &Authority, tls: bool) -> &str {
     let default = if tls { 443 } else { 80 };
     match authority.port_u16() {
-        Some(p) if p != default => HeaderValue::from_str(authority.as_str()).ok(),
-        _ => HeaderValue::from_str(authority.host()).ok(),
+        Some(p) if p != default => authority.as_str(),
+        _ => authority.host(),
     }
 }
 
@@ -511,6 +630,127 @@ mod tests {
             .await
             .expect_err("nothing listens");
         assert!(e.is_connect(), "{e}");
+    }
+
+    async fn whole(
+        pool: &Arc<H1Pool>,
+        a: &Authority,
+        method: &Method,
+        path: &str,
+    ) -> Result<String, UpstreamError> {
+        let headers = http::HeaderMap::new();
+        let req = Outgoing {
+            method,
+            path_and_query: path,
+            host: Some(host_of(a, false)),
+            headers: &headers,
+            body: b"",
+        };
+        let resp = pool.send_whole(a, req).await?;
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn whole_bodies_reuse_connections_and_skip_ones_in_use() {
+        let (a, conns) = server().await;
+        let pool = Arc::new(H1Pool::new(None, Duration::from_secs(1)));
+        for i in 0..5 {
+            let got = whole(&pool, &a, &Method::GET, &format!("/w{i}"))
+                .await
+                .expect("answer");
+            assert_eq!(got, format!("/w{i} {a}"));
+        }
+        assert_eq!(conns.load(SeqCst), 1);
+        // A response body still being read holds its connection.
+        let headers = http::HeaderMap::new();
+        let req = Outgoing {
+            method: &Method::GET,
+            path_and_query: "/big",
+            host: Some(host_of(&a, false)),
+            headers: &headers,
+            body: b"",
+        };
+        let held = pool.send_whole(&a, req).await.expect("response");
+        assert_eq!(
+            whole(&pool, &a, &Method::GET, "/other")
+                .await
+                .expect("answer"),
+            format!("/other {a}")
+        );
+        assert_eq!(conns.load(SeqCst), 2);
+        let n = held
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .len();
+        assert_eq!(n, 1 << 20);
+        assert_eq!(pool.idle_count(), 2);
+        assert_eq!(
+            whole(&pool, &a, &Method::GET, "/close")
+                .await
+                .expect("answer"),
+            format!("/close {a}")
+        );
+        assert_eq!(pool.idle_count(), 1, "`Connection: close` is not pooled");
+    }
+
+    /// A server that answers the first request on each connection and then, on the
+    /// next request of that connection, closes it without answering (an upstream whose
+    /// keep-alive timeout fired just as the request went out).
+    async fn one_answer_per_connection() -> (Authority, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let conns = Arc::new(AtomicUsize::new(0));
+        let counted = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let n = counted.fetch_add(1, SeqCst) + 1;
+                tokio::spawn(async move {
+                    let mut b = [0u8; 4096];
+                    let _ = s.read(&mut b).await;
+                    let body = format!("conn {n}");
+                    let _ = s
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .await;
+                    let _ = s.read(&mut b).await; // the next request: dropped unanswered
+                });
+            }
+        });
+        (addr.to_string().parse().expect("authority"), conns)
+    }
+
+    #[tokio::test]
+    async fn a_reused_connection_closed_unanswered_is_retried_only_when_idempotent() {
+        let (a, conns) = one_answer_per_connection().await;
+        let pool = Arc::new(H1Pool::new(None, Duration::from_secs(1)));
+        assert_eq!(
+            whole(&pool, &a, &Method::GET, "/").await.expect("first"),
+            "conn 1"
+        );
+        assert_eq!(
+            whole(&pool, &a, &Method::GET, "/")
+                .await
+                .expect("a GET goes again on a new connection"),
+            "conn 2"
+        );
+        assert_eq!(conns.load(SeqCst), 2);
+        let e = whole(&pool, &a, &Method::POST, "/")
+            .await
+            .expect_err("a POST is not sent twice");
+        assert!(!e.is_connect(), "{e}");
+        assert_eq!(conns.load(SeqCst), 2);
     }
 
     #[test]
