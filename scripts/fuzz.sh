@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 seconds="${1:-30}"
 shift || true
-all=(route_match path_rewrite admin_json llm_translate sse_parse raft_decode)
+all=(route_match path_rewrite admin_json llm_translate sse_parse raft_decode upstream_response)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 dir="${FUZZ_TARGET_DIR:-$HOME/.cache/raftgate-fuzz-target}"
