@@ -553,9 +553,10 @@ async fn route_and_forward(
         let target = up.balancer.targets[i].0.clone();
         outcome.tries += 1;
         let replayable = matches!(source, BodySource::Replay(_));
-        // The common case, a body at hand whole and no upgrade, borrows the head; a
-        // streamed body or an upgrade goes out as a hyper request.
-        let whole = replayable && downstream_upgrade.is_none();
+        // The common case, a body at hand whole to an HTTP/1.1 upstream and no upgrade,
+        // borrows the head; anything else goes out as a hyper request (which takes the
+        // headers on the last try instead of copying them).
+        let whole = replayable && downstream_upgrade.is_none() && version == Version::HTTP_11;
         let send = match (&mut source, whole) {
             (BodySource::Replay(b), true) => Send::Whole(b.clone()),
             (source, _) => {
