@@ -73,30 +73,23 @@ impl UpstreamClient {
         pool.send(authority, req).await
     }
 
-    /// Sends a request whose body is at hand whole: on the calling task over the lean
-    /// pool for HTTP/1.1 upstreams (the head is borrowed, not copied), else as a hyper
-    /// request.
+    /// Whether requests with a body at hand whole can go through [`Self::request_whole`]
+    /// (the upstream speaks HTTP/1.1).
+    pub fn takes_whole(&self) -> bool {
+        self.h1.is_some()
+    }
+
+    /// Sends a request whose body is at hand whole on the calling task, over the lean
+    /// HTTP/1.1 pool (the head is borrowed, not copied). Only when [`Self::takes_whole`].
     pub async fn request_whole(
         &self,
         authority: &http::uri::Authority,
         req: Whole<'_>,
     ) -> Result<http::Response<ProxyBody>, UpstreamError> {
         let Some(pool) = &self.h1 else {
-            let uri = http::Uri::builder()
-                .scheme(req.scheme.clone())
-                .authority(authority.clone())
-                .path_and_query(req.path_and_query.clone())
-                .build()
-                .map_err(UpstreamError::other)?;
-            let body = http_body_util::Full::new(req.body.clone());
-            let mut r = http::Request::new(http_body_util::BodyExt::boxed_unsync(
-                http_body_util::BodyExt::map_err(body, |e| match e {}),
+            return Err(UpstreamError::other(
+                "an HTTP/2 upstream takes hyper requests",
             ));
-            *r.method_mut() = req.method.clone();
-            *r.uri_mut() = uri;
-            *r.version_mut() = req.version;
-            *r.headers_mut() = req.headers.clone();
-            return self.request(authority, r).await;
         };
         let out = crate::proxy::wire::Outgoing {
             method: req.method,
@@ -119,10 +112,8 @@ impl UpstreamClient {
 /// A request whose body is at hand whole, its head borrowed from the caller.
 #[derive(Clone, Copy)]
 pub struct Whole<'a> {
-    pub scheme: &'a http::uri::Scheme,
     pub method: &'a http::Method,
     pub path_and_query: &'a http::uri::PathAndQuery,
-    pub version: http::Version,
     pub headers: &'a http::HeaderMap,
     pub body: &'a hyper::body::Bytes,
 }

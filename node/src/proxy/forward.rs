@@ -556,7 +556,7 @@ async fn route_and_forward(
         // The common case, a body at hand whole to an HTTP/1.1 upstream and no upgrade,
         // borrows the head; anything else goes out as a hyper request (which takes the
         // headers on the last try instead of copying them).
-        let whole = replayable && downstream_upgrade.is_none() && version == Version::HTTP_11;
+        let whole = replayable && downstream_upgrade.is_none() && up.client.takes_whole();
         let send = match (&mut source, whole) {
             (BodySource::Replay(b), true) => Send::Whole(b.clone()),
             (source, _) => {
@@ -596,10 +596,8 @@ async fn route_and_forward(
         let res = match send {
             Send::Whole(body) => {
                 let req = Whole {
-                    scheme: &up.scheme,
                     method: &parts.method,
                     path_and_query: &path_and_query,
-                    version,
                     headers: &parts.headers,
                     body: &body,
                 };
