@@ -21,6 +21,7 @@ mod route;
 mod routing;
 mod stream;
 pub mod translate;
+mod transport;
 mod usage;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ use self::guardrails::Guard;
 use self::providers::{Answer, AttemptError, Target};
 use self::routing::{Attempt, Cooldowns};
 use self::translate::{anthropic, openai, Usage};
+use self::transport::ProviderHttp;
 use crate::proxy::access::Outcome;
 use crate::proxy::auth::{self, Authenticator, Identity};
 use crate::proxy::compile::Compiled;
@@ -87,7 +89,7 @@ impl Api {
 
 /// Shared by every LLM call on this node.
 pub struct Llm {
-    http: reqwest::Client,
+    http: ProviderHttp,
     secrets: Option<Arc<SecretBox>>,
     cooldowns: Cooldowns,
     keys: Vec<Authenticator>,
@@ -166,11 +168,7 @@ impl Llm {
         secrets: Option<Arc<SecretBox>>,
         quotas: Arc<Quotas>,
     ) -> Arc<Llm> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .unwrap_or_default();
+        let http = ProviderHttp::new();
         let keys = Authenticator::key(&KeyAuth::default())
             .into_iter()
             .collect();

@@ -4,12 +4,17 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use http::Response;
+use http_body_util::BodyExt;
+use hyper::body::Bytes;
 use raftgate_store::model::{Provider, ProviderType};
 use serde_json::Value;
 
 use super::mock;
 use super::translate::sse::{SseEvent, SseParser};
 use super::translate::{anthropic, gemini, openai, TranslateError};
+use super::transport::{ProviderHttp, TransportError};
+use crate::proxy::{BoxError, ProxyBody};
 
 /// Largest non-streamed provider answer read.
 const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -37,20 +42,21 @@ pub struct AttemptError {
 }
 
 impl AttemptError {
-    fn transport(e: &reqwest::Error) -> AttemptError {
-        let what = if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
-            "connection failed"
-        } else {
-            "transport error"
-        };
+    fn transport(e: &TransportError) -> AttemptError {
         AttemptError {
             retryable: true,
             status: None,
             retry_after: None,
-            message: format!("provider {what}: {e}"),
+            message: e.to_string(),
         }
+    }
+
+    /// The answer's body broke off.
+    fn body(e: &BoxError) -> AttemptError {
+        AttemptError::transport(&TransportError {
+            what: "transport error",
+            detail: e.to_string(),
+        })
     }
 
     fn bad_answer(e: impl std::fmt::Display) -> AttemptError {
@@ -79,7 +85,7 @@ pub struct ChunkStream {
 }
 
 enum Source {
-    Http(reqwest::Response),
+    Http(ProxyBody),
     Mock,
 }
 
@@ -90,9 +96,9 @@ enum Decoder {
 }
 
 impl ChunkStream {
-    fn http(resp: reqwest::Response, decoder: Decoder) -> ChunkStream {
+    fn http(resp: Response<ProxyBody>, decoder: Decoder) -> ChunkStream {
         ChunkStream {
-            source: Source::Http(resp),
+            source: Source::Http(resp.into_body()),
             parser: SseParser::new(),
             decoder,
             ready: VecDeque::new(),
@@ -119,10 +125,10 @@ impl ChunkStream {
             if self.done {
                 return Ok(None);
             }
-            let Source::Http(resp) = &mut self.source else {
+            let Source::Http(body) = &mut self.source else {
                 return Ok(None);
             };
-            let bytes = match tokio::time::timeout(idle, resp.chunk()).await {
+            let bytes = match tokio::time::timeout(idle, data(body)).await {
                 Err(_) => {
                     return Err(AttemptError {
                         retryable: true,
@@ -131,7 +137,7 @@ impl ChunkStream {
                         message: format!("provider stream idle for {idle:?}"),
                     })
                 }
-                Ok(Err(e)) => return Err(AttemptError::transport(&e)),
+                Ok(Err(e)) => return Err(AttemptError::body(&e)),
                 Ok(Ok(None)) => {
                     // Gemini has no end event: flush what the parser and decoder hold.
                     self.done = true;
@@ -259,7 +265,7 @@ fn chat_request(
 /// One chat attempt. `Err(Ok(e))`: the client's request cannot be sent to this provider
 /// (an unsupported parameter); `Err(Err(e))`: the attempt failed.
 pub async fn chat(
-    http: &reqwest::Client,
+    http: &ProviderHttp,
     t: &Target<'_>,
     req: &Value,
     stream: bool,
@@ -268,8 +274,8 @@ pub async fn chat(
     if t.provider.provider_type == ProviderType::Mock {
         return Ok(mock::chat(req, t.public_model, stream));
     }
-    let rb = chat_request(http, t, req, stream).map_err(Ok)?;
-    let resp = send(rb, timeout).await.map_err(Err)?;
+    let rb = chat_request(http.builder(), t, req, stream).map_err(Ok)?;
+    let resp = send(http, rb, timeout).await.map_err(Err)?;
     if stream {
         let decoder = match t.provider.provider_type {
             ProviderType::Anthropic => {
@@ -295,7 +301,7 @@ pub async fn chat(
 
 /// One embeddings attempt; the answer in OpenAI's `list` shape.
 pub async fn embeddings(
-    http: &reqwest::Client,
+    http: &ProviderHttp,
     t: &Target<'_>,
     req: &Value,
     input_tokens: u64,
@@ -307,6 +313,8 @@ pub async fn embeddings(
     if let Some(o) = body.as_object_mut() {
         o.insert("model".into(), Value::String(t.upstream_model.to_string()));
     }
+    let builder = http;
+    let http = builder.builder();
     let rb = match t.provider.provider_type {
         ProviderType::Mock => {
             let mut out = mock::embeddings(req, t.public_model);
@@ -356,7 +364,7 @@ pub async fn embeddings(
     for (k, v) in &t.provider.headers {
         rb = rb.header(k.as_str(), v.as_str());
     }
-    let resp = send(rb, timeout).await.map_err(Err)?;
+    let resp = send(builder, rb, timeout).await.map_err(Err)?;
     let answer = read_json(resp, timeout).await.map_err(Err)?;
     let mut out = match t.provider.provider_type {
         ProviderType::Gemini => {
@@ -380,10 +388,11 @@ pub async fn embeddings(
 /// Sends with a deadline for the response head; a non-2xx answer is an [`AttemptError`]
 /// carrying the provider's message and `Retry-After`.
 async fn send(
+    http: &ProviderHttp,
     rb: reqwest::RequestBuilder,
     timeout: Duration,
-) -> Result<reqwest::Response, AttemptError> {
-    let resp = match tokio::time::timeout(timeout, rb.send()).await {
+) -> Result<Response<ProxyBody>, AttemptError> {
+    let resp = match tokio::time::timeout(timeout, http.send(rb)).await {
         Err(_) => {
             return Err(AttemptError {
                 retryable: true,
@@ -401,14 +410,22 @@ async fn send(
     }
     let retry_after = resp
         .headers()
-        .get(reqwest::header::RETRY_AFTER)
+        .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let text = tokio::time::timeout(Duration::from_secs(5), resp.text())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
+    // The error's text: the first 64 KiB is plenty for a message.
+    let mut body = resp.into_body();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(b)) = data(&mut body).await {
+            raw.extend_from_slice(&b);
+            if raw.len() > 64 * 1024 {
+                break;
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&raw);
     let message = serde_json::from_str::<Value>(&text)
         .ok()
         .and_then(|v| {
@@ -426,16 +443,20 @@ async fn send(
     })
 }
 
-async fn read_json(resp: reqwest::Response, timeout: Duration) -> Result<Value, AttemptError> {
-    if resp.content_length().is_some_and(|l| l > MAX_BODY as u64) {
+async fn read_json(resp: Response<ProxyBody>, timeout: Duration) -> Result<Value, AttemptError> {
+    let declared = resp
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|l| l > MAX_BODY as u64) {
         return Err(AttemptError::bad_answer("answer too large"));
     }
-    let mut resp = resp;
+    let mut body = resp.into_body();
     let mut buf = Vec::new();
     loop {
-        match tokio::time::timeout(timeout, resp.chunk()).await {
+        match tokio::time::timeout(timeout, data(&mut body)).await {
             Err(_) => return Err(AttemptError::bad_answer("body timed out")),
-            Ok(Err(e)) => return Err(AttemptError::transport(&e)),
+            Ok(Err(e)) => return Err(AttemptError::body(&e)),
             Ok(Ok(None)) => break,
             Ok(Ok(Some(b))) => {
                 if buf.len() + b.len() > MAX_BODY {
@@ -446,6 +467,16 @@ async fn read_json(resp: reqwest::Response, timeout: Duration) -> Result<Value, 
         }
     }
     serde_json::from_slice(&buf).map_err(AttemptError::bad_answer)
+}
+
+/// The body's next data; trailers are skipped, `None` at the end.
+async fn data(body: &mut ProxyBody) -> Result<Option<Bytes>, BoxError> {
+    while let Some(frame) = body.frame().await {
+        if let Ok(d) = frame?.into_data() {
+            return Ok(Some(d));
+        }
+    }
+    Ok(None)
 }
 
 /// Percent-encodes a model name for a URL path segment.

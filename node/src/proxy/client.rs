@@ -136,6 +136,16 @@ impl ClientKey {
             connect_ms: u.timeouts.connect_ms,
         }
     }
+
+    /// HTTP/1.1, verified against the built-in web roots: the key of LLM providers.
+    pub fn public(scheme: UpScheme, connect_ms: u64) -> ClientKey {
+        ClientKey {
+            scheme,
+            protocol: UpstreamProtocol::Http1,
+            tls: UpstreamTls::default(),
+            connect_ms,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
