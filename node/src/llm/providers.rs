@@ -18,6 +18,9 @@ use crate::proxy::{BoxError, ProxyBody};
 
 /// Largest non-streamed provider answer read.
 const MAX_BODY: usize = 32 * 1024 * 1024;
+/// How long, and how much, a stream's body is read after its last event.
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
+const DRAIN_MAX: usize = 64 * 1024;
 /// The Anthropic API version sent.
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 
@@ -157,6 +160,27 @@ impl ChunkStream {
                 self.decode(&ev)?;
             }
         }
+    }
+
+    /// Reads what follows the stream's last event — with OpenAI's format the body goes on
+    /// after `[DONE]`, at least with its last chunk — so that the connection goes back
+    /// to the pool instead of being closed with the body unread (a new connection per
+    /// streamed call was a third of the gateway's CPU). A provider that sends more than
+    /// [`DRAIN_MAX`] or holds the body open past [`DRAIN_WAIT`] is cut off.
+    pub async fn drain(mut self) {
+        let Source::Http(body) = &mut self.source else {
+            return;
+        };
+        let _ = tokio::time::timeout(DRAIN_WAIT, async {
+            let mut read = 0;
+            while let Ok(Some(b)) = data(body).await {
+                read += b.len();
+                if read > DRAIN_MAX {
+                    return;
+                }
+            }
+        })
+        .await;
     }
 
     fn decode(&mut self, ev: &SseEvent) -> Result<(), AttemptError> {
@@ -489,4 +513,53 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::transport::{direct, tests::serve_one};
+
+    /// An OpenAI stream answer, chunked: each event its own chunk, then the last chunk.
+    fn sse_answer(events: &[&str]) -> Vec<u8> {
+        let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        for e in events {
+            let ev = format!("data: {e}\n\n");
+            out.extend_from_slice(format!("{:x}\r\n{ev}\r\n", ev.len()).as_bytes());
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    }
+
+    #[tokio::test]
+    async fn a_stream_ended_by_done_and_drained_keeps_its_connection() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let chunk = r#"{"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"}}]}"#;
+        let answer = sse_answer(&[chunk, "[DONE]"]);
+        let server = tokio::spawn(async move {
+            // One connection only: the second call must come on it.
+            let (mut s, _) = l.accept().await.unwrap();
+            for _ in 0..2 {
+                serve_one(&mut s, &answer).await;
+            }
+        });
+        let http = direct();
+        for _ in 0..2 {
+            let rb = http
+                .builder()
+                .post(format!("http://{addr}/v1/chat/completions"))
+                .json(&serde_json::json!({"stream": true}));
+            let resp = send(&http, rb, Duration::from_secs(5)).await.unwrap();
+            let mut stream = ChunkStream::http(resp, Decoder::OpenAi);
+            let first = stream.next(Duration::from_secs(5)).await.unwrap().unwrap();
+            assert_eq!(first["choices"][0]["delta"]["content"], "hi");
+            assert!(stream.next(Duration::from_secs(5)).await.unwrap().is_none());
+            stream.drain().await;
+        }
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("both calls answered on one connection")
+            .unwrap();
+    }
 }

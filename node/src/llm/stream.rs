@@ -210,12 +210,16 @@ async fn pump(
     let mut kept: Option<Vec<Value>> = finish.on_complete.as_ref().map(|_| Vec::new());
     let mut cut_off = false;
     let mut checked = 0usize;
+    let mut ended = false;
     'chunks: loop {
         let chunk = match next.take() {
             Some(c) => c,
             None => match stream.next(finish.idle).await {
                 Ok(Some(c)) => c,
-                Ok(None) => break,
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e.message, "provider stream failed mid-way");
                     let _ = tx.send(Ok(Frame::data(enc.error(&e.message)))).await;
@@ -290,6 +294,12 @@ async fn pump(
         cached_input: 0,
     });
     (finish.settle)(usage, complete);
+    // The client's body ends here; a provider stream that ended on its own is read to
+    // its end so its connection is kept (anything else is closed when dropped).
+    drop(tx);
+    if ended {
+        (*stream).drain().await;
+    }
 }
 
 #[cfg(test)]

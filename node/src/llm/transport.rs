@@ -195,14 +195,23 @@ impl Default for ProviderHttp {
     }
 }
 
+/// Without an egress proxy, whatever the environment says.
 #[cfg(test)]
-mod tests {
+pub(super) fn direct() -> ProviderHttp {
+    ProviderHttp::with(false)
+}
+
+#[cfg(test)]
+pub(super) mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// One connection of a test server: reads a request head and its
+    /// One exchange of a test server: reads a request head and its
     /// `Content-Length` body, returns them and writes `answer`.
-    async fn serve_one(sock: &mut tokio::net::TcpStream, answer: &[u8]) -> (String, Vec<u8>) {
+    pub(in crate::llm) async fn serve_one(
+        sock: &mut tokio::net::TcpStream,
+        answer: &[u8],
+    ) -> (String, Vec<u8>) {
         let mut buf = Vec::new();
         let mut tmp = [0u8; 4096];
         let head_end = loop {
