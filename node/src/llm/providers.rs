@@ -2,11 +2,13 @@
 //! answer turned into the canonical OpenAI shape (whole, or a stream of chunks).
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
 
 use http::Response;
 use http_body_util::BodyExt;
-use hyper::body::Bytes;
+use hyper::body::{Body, Bytes};
 use raftgate_store::model::{Provider, ProviderType};
 use serde_json::Value;
 
@@ -54,6 +56,16 @@ impl AttemptError {
         }
     }
 
+    /// No chunk came for `idle`.
+    pub fn idle(idle: Duration) -> AttemptError {
+        AttemptError {
+            retryable: true,
+            status: None,
+            retry_after: None,
+            message: format!("provider stream idle for {idle:?}"),
+        }
+    }
+
     /// The answer's body broke off.
     fn body(e: &BoxError) -> AttemptError {
         AttemptError::transport(&TransportError {
@@ -85,6 +97,9 @@ pub struct ChunkStream {
     decoder: Decoder,
     ready: VecDeque<Value>,
     done: bool,
+    last_read: Instant,
+    /// Bytes read after the last event (see [`ChunkStream::poll_drain`]).
+    drained: usize,
 }
 
 enum Source {
@@ -106,7 +121,15 @@ impl ChunkStream {
             decoder,
             ready: VecDeque::new(),
             done: false,
+            last_read: Instant::now(),
+            drained: 0,
         }
+    }
+
+    /// An OpenAI-format stream read from `body` (tests of what reads it).
+    #[cfg(test)]
+    pub(crate) fn openai_body(body: ProxyBody) -> ChunkStream {
+        ChunkStream::http(Response::new(body), Decoder::OpenAi)
     }
 
     pub fn mock(chunks: Vec<Value>) -> ChunkStream {
@@ -116,32 +139,39 @@ impl ChunkStream {
             decoder: Decoder::OpenAi,
             ready: chunks.into(),
             done: true,
+            last_read: Instant::now(),
+            drained: 0,
         }
     }
 
-    /// The next chunk; `None` at the end of the stream. `idle` bounds the wait for bytes.
+    /// The next chunk; `None` at the end of the stream. `idle` bounds the wait for it.
     pub async fn next(&mut self, idle: Duration) -> Result<Option<Value>, AttemptError> {
+        match tokio::time::timeout(idle, std::future::poll_fn(|cx| self.poll_next(cx))).await {
+            Ok(r) => r,
+            Err(_) => Err(AttemptError::idle(idle)),
+        }
+    }
+
+    /// The next chunk as the provider's bytes arrive, read on the caller's task: the
+    /// client's body polls this directly, so a streamed answer needs no task of its own.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Value>, AttemptError>> {
         loop {
             if let Some(c) = self.ready.pop_front() {
-                return Ok(Some(c));
+                return Poll::Ready(Ok(Some(c)));
             }
             if self.done {
-                return Ok(None);
+                return Poll::Ready(Ok(None));
             }
             let Source::Http(body) = &mut self.source else {
-                return Ok(None);
+                return Poll::Ready(Ok(None));
             };
-            let bytes = match tokio::time::timeout(idle, data(body)).await {
-                Err(_) => {
-                    return Err(AttemptError {
-                        retryable: true,
-                        status: None,
-                        retry_after: None,
-                        message: format!("provider stream idle for {idle:?}"),
-                    })
-                }
-                Ok(Err(e)) => return Err(AttemptError::body(&e)),
-                Ok(Ok(None)) => {
+            let bytes = match ready!(Pin::new(body).poll_frame(cx)) {
+                Some(Err(e)) => return Poll::Ready(Err(AttemptError::body(&e))),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(b) => b,
+                    Err(_) => continue, // trailers
+                },
+                None => {
                     // Gemini has no end event: flush what the parser and decoder hold.
                     self.done = true;
                     let tail = self.parser.finish();
@@ -153,8 +183,8 @@ impl ChunkStream {
                     }
                     continue;
                 }
-                Ok(Ok(Some(b))) => b,
             };
+            self.last_read = Instant::now();
             let events = self.parser.push(&bytes).map_err(AttemptError::bad_answer)?;
             for ev in events {
                 self.decode(&ev)?;
@@ -162,25 +192,40 @@ impl ChunkStream {
         }
     }
 
+    /// When the provider last sent bytes (or the stream was opened): what an idle
+    /// timeout counts from. Keep-alive events with no chunk in them count too.
+    pub fn last_read(&self) -> Instant {
+        self.last_read
+    }
+
     /// Reads what follows the stream's last event — with OpenAI's format the body goes on
     /// after `[DONE]`, at least with its last chunk — so that the connection goes back
     /// to the pool instead of being closed with the body unread (a new connection per
-    /// streamed call was a third of the gateway's CPU). A provider that sends more than
-    /// [`DRAIN_MAX`] or holds the body open past [`DRAIN_WAIT`] is cut off.
-    pub async fn drain(mut self) {
+    /// streamed call was a fifth of the gateway's CPU). Ready when the body ended, broke,
+    /// or passed [`DRAIN_MAX`] (then it is closed when dropped).
+    pub fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Source::Http(body) = &mut self.source else {
-            return;
+            return Poll::Ready(());
         };
-        let _ = tokio::time::timeout(DRAIN_WAIT, async {
-            let mut read = 0;
-            while let Ok(Some(b)) = data(body).await {
-                read += b.len();
-                if read > DRAIN_MAX {
-                    return;
+        while self.drained <= DRAIN_MAX {
+            match ready!(Pin::new(&mut *body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    self.drained += frame.data_ref().map_or(0, Bytes::len);
                 }
+                Some(Err(_)) | None => return Poll::Ready(()),
             }
-        })
-        .await;
+        }
+        Poll::Ready(())
+    }
+
+    /// [`poll_drain`](Self::poll_drain) on a task of its own, for a body whose end has not
+    /// arrived yet; a provider holding it open past [`DRAIN_WAIT`] is cut off.
+    pub fn drain_later(mut self) {
+        tokio::spawn(async move {
+            let _ =
+                tokio::time::timeout(DRAIN_WAIT, std::future::poll_fn(|cx| self.poll_drain(cx)))
+                    .await;
+        });
     }
 
     fn decode(&mut self, ev: &SseEvent) -> Result<(), AttemptError> {
@@ -555,7 +600,7 @@ mod tests {
             let first = stream.next(Duration::from_secs(5)).await.unwrap().unwrap();
             assert_eq!(first["choices"][0]["delta"]["content"], "hi");
             assert!(stream.next(Duration::from_secs(5)).await.unwrap().is_none());
-            stream.drain().await;
+            std::future::poll_fn(|cx| stream.poll_drain(cx)).await;
         }
         tokio::time::timeout(Duration::from_secs(5), server)
             .await

@@ -174,26 +174,45 @@ impl SseParser {
 /// line of `data` ends at CRLF, LF or a lone CR, as a client's parser sees it: a lone
 /// CR kept inside a `data:` line would end it there and let the rest inject fields.
 pub fn sse_event(event: Option<&str>, data: &str) -> Bytes {
-    let mut out = String::with_capacity(data.len() + 32);
+    let mut out = Vec::with_capacity(data.len() + 32);
+    write_sse_event(&mut out, event, data);
+    Bytes::from(out)
+}
+
+/// [`sse_event`] appended to `out`, for a body that gathers several events in one frame.
+pub fn write_sse_event(out: &mut Vec<u8>, event: Option<&str>, data: &str) {
     if let Some(name) = event {
-        out.push_str("event: ");
-        out.extend(name.chars().filter(|c| *c != '\r' && *c != '\n'));
-        out.push('\n');
+        out.extend_from_slice(b"event: ");
+        out.extend(name.bytes().filter(|b| *b != b'\r' && *b != b'\n'));
+        out.push(b'\n');
     }
     let mut rest = data;
     loop {
         let end = rest.find(['\r', '\n']);
-        out.push_str("data: ");
-        out.push_str(rest.get(..end.unwrap_or(rest.len())).unwrap_or_default());
-        out.push('\n');
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(
+            rest.get(..end.unwrap_or(rest.len()))
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        out.push(b'\n');
         let Some(end) = end else { break };
         let crlf = rest.get(end..).is_some_and(|r| r.starts_with("\r\n"));
         rest = rest
             .get(end + if crlf { 2 } else { 1 }..)
             .unwrap_or_default();
     }
-    out.push('\n');
-    Bytes::from(out)
+    out.push(b'\n');
+}
+
+/// A JSON value appended to `out` as one event with no name: compact JSON has no line
+/// breaks (JSON escapes them inside strings), so it is one `data:` line as it is.
+pub fn write_sse_json(out: &mut Vec<u8>, value: &Value) {
+    out.extend_from_slice(b"data: ");
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.extend_from_slice(b"{}");
+    }
+    out.extend_from_slice(b"\n\n");
 }
 
 /// Encodes a JSON value as one event (compact JSON is a single `data:` line).
