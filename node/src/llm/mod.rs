@@ -9,6 +9,7 @@
 
 pub mod cache;
 mod catalog;
+mod chunk;
 mod embeddings;
 pub mod error;
 mod facts;
@@ -588,7 +589,7 @@ impl Llm {
         if stream {
             let mut chunks = cache::replay(hit);
             if !chunks.is_empty() {
-                let first = chunks.remove(0);
+                let first = chunks.remove(0).into();
                 let finish = stream::Finish {
                     settle: Box::new(|_, _| {}),
                     estimated_input: call.estimated_input,
@@ -675,7 +676,7 @@ impl Llm {
         call: Call,
         attempt: &Attempt,
         provider: &Provider,
-        first: Value,
+        first: chunk::Chunk,
         s: Box<providers::ChunkStream>,
         usage_wanted: bool,
         idle: Duration,

@@ -12,6 +12,7 @@ use hyper::body::{Body, Bytes};
 use raftgate_store::model::{Provider, ProviderType};
 use serde_json::Value;
 
+use super::chunk::Chunk;
 use super::mock;
 use super::translate::sse::{SseEvent, SseParser};
 use super::translate::{anthropic, gemini, openai, TranslateError};
@@ -95,7 +96,7 @@ pub struct ChunkStream {
     source: Source,
     parser: SseParser,
     decoder: Decoder,
-    ready: VecDeque<Value>,
+    ready: VecDeque<Chunk>,
     done: bool,
     last_read: Instant,
     /// Bytes read after the last event (see [`ChunkStream::poll_drain`]).
@@ -137,7 +138,7 @@ impl ChunkStream {
             source: Source::Mock,
             parser: SseParser::new(),
             decoder: Decoder::OpenAi,
-            ready: chunks.into(),
+            ready: chunks.into_iter().map(Chunk::Value).collect(),
             done: true,
             last_read: Instant::now(),
             drained: 0,
@@ -145,7 +146,7 @@ impl ChunkStream {
     }
 
     /// The next chunk; `None` at the end of the stream. `idle` bounds the wait for it.
-    pub async fn next(&mut self, idle: Duration) -> Result<Option<Value>, AttemptError> {
+    pub async fn next(&mut self, idle: Duration) -> Result<Option<Chunk>, AttemptError> {
         match tokio::time::timeout(idle, std::future::poll_fn(|cx| self.poll_next(cx))).await {
             Ok(r) => r,
             Err(_) => Err(AttemptError::idle(idle)),
@@ -154,7 +155,7 @@ impl ChunkStream {
 
     /// The next chunk as the provider's bytes arrive, read on the caller's task: the
     /// client's body polls this directly, so a streamed answer needs no task of its own.
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Value>, AttemptError>> {
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Chunk>, AttemptError>> {
         loop {
             if let Some(c) = self.ready.pop_front() {
                 return Poll::Ready(Ok(Some(c)));
@@ -176,10 +177,10 @@ impl ChunkStream {
                     self.done = true;
                     let tail = self.parser.finish();
                     for ev in tail {
-                        self.decode(&ev)?;
+                        self.decode(ev)?;
                     }
                     if let Decoder::Gemini(d) = &mut self.decoder {
-                        self.ready.extend(d.finish());
+                        self.ready.extend(d.finish().into_iter().map(Chunk::Value));
                     }
                     continue;
                 }
@@ -187,7 +188,7 @@ impl ChunkStream {
             self.last_read = Instant::now();
             let events = self.parser.push(&bytes).map_err(AttemptError::bad_answer)?;
             for ev in events {
-                self.decode(&ev)?;
+                self.decode(ev)?;
             }
         }
     }
@@ -228,26 +229,26 @@ impl ChunkStream {
         });
     }
 
-    fn decode(&mut self, ev: &SseEvent) -> Result<(), AttemptError> {
+    fn decode(&mut self, ev: SseEvent) -> Result<(), AttemptError> {
         match &mut self.decoder {
             Decoder::OpenAi => {
                 if ev.data.trim() == "[DONE]" {
                     self.done = true;
                     return Ok(());
                 }
-                let v: Value = serde_json::from_str(&ev.data).map_err(AttemptError::bad_answer)?;
-                if let Some(msg) = v.pointer("/error/message").and_then(Value::as_str) {
+                let c = Chunk::parse(ev.data).map_err(AttemptError::bad_answer)?;
+                if let Some(msg) = c.error() {
                     return Err(AttemptError::bad_answer(format!("stream error: {msg}")));
                 }
-                self.ready.push_back(v);
+                self.ready.push_back(c);
             }
             Decoder::Anthropic(d) => {
-                let chunks = d.on_event(ev).map_err(stream_error)?;
-                self.ready.extend(chunks);
+                let chunks = d.on_event(&ev).map_err(stream_error)?;
+                self.ready.extend(chunks.into_iter().map(Chunk::Value));
             }
             Decoder::Gemini(d) => {
-                let chunks = d.on_event(ev).map_err(stream_error)?;
-                self.ready.extend(chunks);
+                let chunks = d.on_event(&ev).map_err(stream_error)?;
+                self.ready.extend(chunks.into_iter().map(Chunk::Value));
             }
         }
         Ok(())
@@ -598,7 +599,7 @@ mod tests {
             let resp = send(&http, rb, Duration::from_secs(5)).await.unwrap();
             let mut stream = ChunkStream::http(resp, Decoder::OpenAi);
             let first = stream.next(Duration::from_secs(5)).await.unwrap().unwrap();
-            assert_eq!(first["choices"][0]["delta"]["content"], "hi");
+            assert_eq!(first.text(), "hi");
             assert!(stream.next(Duration::from_secs(5)).await.unwrap().is_none());
             std::future::poll_fn(|cx| stream.poll_drain(cx)).await;
         }

@@ -17,11 +17,12 @@ use hyper::body::{Body, Bytes, Frame};
 use serde_json::{json, Value};
 use tokio::time::Sleep;
 
+use super::chunk::Chunk;
 use super::error::Flavor;
 use super::providers::{AttemptError, ChunkStream};
 use super::translate::anthropic::OpenaiToAnthropicStream;
-use super::translate::sse::{write_sse_event, write_sse_json};
-use super::translate::{openai, openai_usage, text_of_openai_chunk, Usage};
+use super::translate::sse::{write_sse_json, SSE_DONE};
+use super::translate::Usage;
 use crate::proxy::{BoxError, ProxyBody};
 
 /// What the relay settles when the stream ends.
@@ -41,28 +42,31 @@ pub struct Finish {
 }
 
 enum Encoder {
-    OpenAi { model: Value, usage_wanted: bool },
+    OpenAi {
+        model: String,
+        /// `model` as JSON text.
+        model_json: String,
+        usage_wanted: bool,
+    },
     Anthropic(Box<OpenaiToAnthropicStream>),
 }
 
 impl Encoder {
-    fn encode(&mut self, mut chunk: Value, out: &mut Vec<u8>) {
+    fn encode(&mut self, chunk: Chunk, out: &mut Vec<u8>) {
         match self {
             Encoder::OpenAi {
                 model,
+                model_json,
                 usage_wanted,
             } => {
-                if openai::is_usage_only_chunk(&chunk) && !*usage_wanted {
+                if chunk.is_usage_only() && !*usage_wanted {
                     return;
                 }
-                if let Some(o) = chunk.as_object_mut() {
-                    o.insert("model".into(), model.clone());
-                }
-                write_sse_json(out, &chunk);
+                chunk.write_sse(model, model_json, out);
             }
             Encoder::Anthropic(s) => {
-                for (name, data) in s.on_chunk(&chunk) {
-                    write_sse_event(out, Some(&name), &data.to_string());
+                for (name, data) in s.on_chunk(&chunk.into_value()) {
+                    write_sse_json(out, Some(&name), &data);
                 }
             }
         }
@@ -70,10 +74,10 @@ impl Encoder {
 
     fn finish(&mut self, out: &mut Vec<u8>) {
         match self {
-            Encoder::OpenAi { .. } => out.extend_from_slice(b"data: [DONE]\n\n"),
+            Encoder::OpenAi { .. } => out.extend_from_slice(SSE_DONE),
             Encoder::Anthropic(s) => {
                 for (name, data) in s.finish() {
-                    write_sse_event(out, Some(&name), &data.to_string());
+                    write_sse_json(out, Some(&name), &data);
                 }
             }
         }
@@ -83,13 +87,13 @@ impl Encoder {
         match self {
             Encoder::OpenAi { .. } => write_sse_json(
                 out,
+                None,
                 &json!({"error": {"message": message, "type": "api_error", "code": "provider_stream_failed"}}),
             ),
-            Encoder::Anthropic(_) => write_sse_event(
+            Encoder::Anthropic(_) => write_sse_json(
                 out,
                 Some("error"),
-                &json!({"type": "error", "error": {"type": "api_error", "message": message}})
-                    .to_string(),
+                &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
             ),
         }
     }
@@ -101,14 +105,15 @@ pub fn respond(
     flavor: Flavor,
     public_model: &str,
     usage_wanted: bool,
-    first: Value,
+    first: Chunk,
     stream: Box<ChunkStream>,
     headers: HeaderMap,
     finish: Finish,
 ) -> Response<ProxyBody> {
     let encoder = match flavor {
         Flavor::OpenAi => Encoder::OpenAi {
-            model: Value::String(public_model.to_string()),
+            model: public_model.to_string(),
+            model_json: Value::String(public_model.to_string()).to_string(),
             usage_wanted,
         },
         Flavor::Anthropic => Encoder::Anthropic(Box::new(
@@ -151,7 +156,7 @@ enum End {
 struct Relay {
     stream: Option<Box<ChunkStream>>,
     /// The chunk read before the answer began (fallback ends there).
-    first: Option<Value>,
+    first: Option<Chunk>,
     enc: Encoder,
     out: Vec<u8>,
     /// The last frame has been handed out.
@@ -182,11 +187,11 @@ struct Meter {
 
 impl Meter {
     /// Counts one chunk; `Some` when it ends the answer.
-    fn take(&mut self, chunk: &Value) -> Option<End> {
-        if let Some(u) = openai_usage(chunk) {
+    fn take(&mut self, chunk: &Chunk) -> Option<End> {
+        if let Some(u) = chunk.usage() {
             self.reported = Some(u);
         }
-        let text = text_of_openai_chunk(chunk);
+        let text = chunk.text();
         self.chars += text.chars().count() as u64;
         if let Some(g) = &self.guard {
             self.tail.push_str(&text);
@@ -229,7 +234,7 @@ impl Meter {
 }
 
 impl Relay {
-    fn new(first: Value, stream: Box<ChunkStream>, enc: Encoder, f: Finish) -> Relay {
+    fn new(first: Chunk, stream: Box<ChunkStream>, enc: Encoder, f: Finish) -> Relay {
         Relay {
             stream: Some(stream),
             first: Some(first),
@@ -285,7 +290,7 @@ impl Relay {
                 return Poll::Ready(end); // the chunk that matched is not sent
             }
             if let Some(k) = self.kept.as_mut() {
-                k.push(chunk.clone());
+                k.push(chunk.clone().into_value());
             }
             self.enc.encode(chunk, &mut self.out);
             if end.is_some() {
@@ -326,7 +331,7 @@ impl Relay {
                 // Ended here as `length`, with an orderly end.
                 let cut = json!({"object": "chat.completion.chunk", "choices": [
                     {"index": 0, "delta": {}, "finish_reason": "length"}]});
-                self.enc.encode(cut, &mut self.out);
+                self.enc.encode(Chunk::Value(cut), &mut self.out);
                 self.enc.finish(&mut self.out);
                 false
             }
@@ -460,12 +465,13 @@ mod tests {
             on_complete: None,
         };
         let enc = Encoder::OpenAi {
-            model: json!("public"),
+            model: "public".into(),
+            model_json: "\"public\"".into(),
             usage_wanted: false,
         };
         (
             tx,
-            Relay::new(chunk("a"), Box::new(stream), enc, finish),
+            Relay::new(chunk("a").into(), Box::new(stream), enc, finish),
             settled,
         )
     }

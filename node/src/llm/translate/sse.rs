@@ -205,9 +205,14 @@ pub fn write_sse_event(out: &mut Vec<u8>, event: Option<&str>, data: &str) {
     out.push(b'\n');
 }
 
-/// A JSON value appended to `out` as one event with no name: compact JSON has no line
-/// breaks (JSON escapes them inside strings), so it is one `data:` line as it is.
-pub fn write_sse_json(out: &mut Vec<u8>, value: &Value) {
+/// A JSON value appended to `out` as one event: compact JSON has no line breaks (JSON
+/// escapes them inside strings), so it is one `data:` line as it is.
+pub fn write_sse_json(out: &mut Vec<u8>, event: Option<&str>, value: &Value) {
+    if let Some(name) = event {
+        out.extend_from_slice(b"event: ");
+        out.extend(name.bytes().filter(|b| *b != b'\r' && *b != b'\n'));
+        out.push(b'\n');
+    }
     out.extend_from_slice(b"data: ");
     if serde_json::to_writer(&mut *out, value).is_err() {
         out.extend_from_slice(b"{}");
@@ -217,10 +222,15 @@ pub fn write_sse_json(out: &mut Vec<u8>, value: &Value) {
 
 /// Encodes a JSON value as one event (compact JSON is a single `data:` line).
 pub fn sse_json(event: Option<&str>, value: &Value) -> Bytes {
-    sse_event(event, &super::util::to_json_string(value))
+    let mut out = Vec::with_capacity(128);
+    write_sse_json(&mut out, event, value);
+    Bytes::from(out)
 }
 
 /// The `data: [DONE]` terminator of OpenAI streams.
+pub const SSE_DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// [`SSE_DONE`] as a body chunk.
 pub fn sse_done() -> Bytes {
-    Bytes::from_static(b"data: [DONE]\n\n")
+    Bytes::from_static(SSE_DONE)
 }
