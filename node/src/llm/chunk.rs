@@ -16,6 +16,7 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use super::translate::sse::write_sse_json;
 use super::translate::{openai, openai_usage, text_of_openai_chunk, Usage};
 
 /// A chunk of a streamed answer, in OpenAI's `chat.completion.chunk` shape.
@@ -90,24 +91,22 @@ impl Chunk {
     /// Appends it as one `data:` event with `model` set to `model`, whose JSON text is
     /// `model_json`.
     pub fn write_sse(self, model: &str, model_json: &str, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"data: ");
         match self {
             Chunk::Raw(r) => {
                 let (head, tail) = (r.json.get(..r.model.start), r.json.get(r.model.end..));
+                out.extend_from_slice(b"data: ");
                 out.extend_from_slice(head.unwrap_or_default().as_bytes());
                 out.extend_from_slice(model_json.as_bytes());
                 out.extend_from_slice(tail.unwrap_or_default().as_bytes());
+                out.extend_from_slice(b"\n\n");
             }
             Chunk::Value(mut v) => {
                 if let Some(o) = v.as_object_mut() {
                     o.insert("model".into(), Value::String(model.to_string()));
                 }
-                if serde_json::to_writer(&mut *out, &v).is_err() {
-                    out.extend_from_slice(b"{}");
-                }
+                write_sse_json(out, None, &v);
             }
         }
-        out.extend_from_slice(b"\n\n");
     }
 }
 

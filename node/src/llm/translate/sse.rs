@@ -181,11 +181,7 @@ pub fn sse_event(event: Option<&str>, data: &str) -> Bytes {
 
 /// [`sse_event`] appended to `out`, for a body that gathers several events in one frame.
 pub fn write_sse_event(out: &mut Vec<u8>, event: Option<&str>, data: &str) {
-    if let Some(name) = event {
-        out.extend_from_slice(b"event: ");
-        out.extend(name.bytes().filter(|b| *b != b'\r' && *b != b'\n'));
-        out.push(b'\n');
-    }
+    write_event_name(out, event);
     let mut rest = data;
     loop {
         let end = rest.find(['\r', '\n']);
@@ -205,14 +201,19 @@ pub fn write_sse_event(out: &mut Vec<u8>, event: Option<&str>, data: &str) {
     out.push(b'\n');
 }
 
-/// A JSON value appended to `out` as one event: compact JSON has no line breaks (JSON
-/// escapes them inside strings), so it is one `data:` line as it is.
-pub fn write_sse_json(out: &mut Vec<u8>, event: Option<&str>, value: &Value) {
+/// The `event:` line, with CR and LF removed from the name so it cannot inject fields.
+fn write_event_name(out: &mut Vec<u8>, event: Option<&str>) {
     if let Some(name) = event {
         out.extend_from_slice(b"event: ");
         out.extend(name.bytes().filter(|b| *b != b'\r' && *b != b'\n'));
         out.push(b'\n');
     }
+}
+
+/// A JSON value appended to `out` as one event: compact JSON has no line breaks (JSON
+/// escapes them inside strings), so it is one `data:` line as it is.
+pub fn write_sse_json(out: &mut Vec<u8>, event: Option<&str>, value: &Value) {
+    write_event_name(out, event);
     out.extend_from_slice(b"data: ");
     if serde_json::to_writer(&mut *out, value).is_err() {
         out.extend_from_slice(b"{}");
