@@ -7,7 +7,9 @@
 # the Raft writes per second the quota causes (raftgate_quota_sync_writes_total over the
 # measured run). Not a test: nothing fails on a number. See bench/README.md "Quotas".
 #
-# Environment: DURATION (10) seconds per measured run, CONNS (64) connections of the
+# Environment: DURATION (10) seconds per measured run, ROUNDS (3) pairs of runs per row
+# (no-quota then quota, quota then no-quota, ...: the order alternates so drift over a
+# row does not land on one side; the report shows medians), CONNS (64) connections of the
 # throughput run, LOW_CONNS (4) of the moderate-load run (0 skips it), WARMUP (3) seconds,
 # KEYS (1,100,10000), NODES (1,3), LIMIT (100000000 per minute per key), BUILD (1; 0 uses
 # existing binaries), PROXY_CPU (0), LOAD_CPU (1), KEY_PARALLEL (32) concurrent key
@@ -20,6 +22,7 @@ source "$root/bench/lib.sh"
 target="${CARGO_TARGET_DIR:-$root/target}"
 
 DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-3}"
 CONNS="${CONNS:-64}"
 LOW_CONNS="${LOW_CONNS:-4}"
 WARMUP="${WARMUP:-3}"
@@ -35,10 +38,11 @@ KEEP_WORK="${KEEP_WORK:-0}"
 log() { printf '[quota-bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for v in DURATION CONNS LOW_CONNS WARMUP LIMIT PROXY_CPU LOAD_CPU KEY_PARALLEL; do
+for v in DURATION ROUNDS CONNS LOW_CONNS WARMUP LIMIT PROXY_CPU LOAD_CPU KEY_PARALLEL; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((DURATION >= 1 && DURATION <= 600)) || die "DURATION must be 1..600"
+((ROUNDS >= 1 && ROUNDS <= 20)) || die "ROUNDS must be 1..20"
 ((KEY_PARALLEL >= 1)) || die "KEY_PARALLEL must be at least 1"
 for k in ${KEYS//,/ }; do
     [[ "$k" =~ ^[0-9]+$ ]] && ((k >= 1 && k <= 100000)) || die "KEYS entries must be 1..100000, got '$k'"
@@ -121,7 +125,7 @@ quota_counters() {
         END {printf "%d %d %d\n", w, u, e}'
 }
 
-declare -A RESULT # "nodes:keys:system:conns" -> "parse_wrk line WRITES_PER_S"
+declare -A RESULT # "nodes:keys:system:round:conns" -> "parse_wrk line WRITES_PER_S"
 
 # measure TAG URL LUA CONNS ADMIN...: warm-up, then the measured run with the Raft write
 # counters read before and after it.
@@ -278,11 +282,74 @@ for nodes in ${NODES//,/ }; do
         done
         for c in "$CONNS" "$LOW_CONNS"; do
             ((c > 0)) || continue
-            measure "$nodes:$k:noquota" "http://$target/noquota" "$dir/keys-$k.lua" "$c" "${ADMINS[@]}"
-            measure "$nodes:$k:quota" "http://$target/quota$k" "$dir/keys-$k.lua" "$c" "${ADMINS[@]}"
+            for ((r = 1; r <= ROUNDS; r++)); do
+                order=(noquota quota)
+                ((r % 2 == 1)) || order=(quota noquota)
+                for s in "${order[@]}"; do
+                    p="$s"
+                    [[ "$s" == quota ]] && p="quota$k"
+                    measure "$nodes:$k:$s:$r" "http://$target/$p" "$dir/keys-$k.lua" "$c" "${ADMINS[@]}"
+                done
+            done
         done
     done
     stop_cluster
+done
+
+# ---------------------------------------------------------------------------- rounds
+
+median() { sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+# pair NODES KEYS CONNS: "RATIO P99_ADDED_US" — the medians over the rounds in which both
+# runs worked of quota ÷ no-quota req/s and of quota − no-quota p99 (each round's two
+# runs are neighbours in time, so the pair cancels drift). Empty when no round did.
+pair() {
+    local r a b ratios=() added=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        a="${RESULT["$1:$2:noquota:$r:$3"]:-}" b="${RESULT["$1:$2:quota:$r:$3"]:-}"
+        [[ "$a" == ok* && "$b" == ok* ]] || continue
+        ratios+=("$(awk -v q="$(awk '{print $2}' <<<"$b")" -v n="$(awk '{print $2}' <<<"$a")" 'BEGIN {print q / n}')")
+        added+=("$(awk -v q="$(awk '{print $4}' <<<"$b")" -v n="$(awk '{print $4}' <<<"$a")" 'BEGIN {print q - n}')")
+    done
+    ((${#ratios[@]} > 0)) || return 0
+    echo "$(printf '%s\n' "${ratios[@]}" | median) $(printf '%s\n' "${added[@]}" | median)"
+}
+
+# aggregate KEY CONNS: RESULT[KEY:CONNS] from the rounds that worked — the median of
+# each column on its own (req/s, p50, p99, Raft writes/s) — or FAILED with the rounds'
+# notes. Notes of rounds that worked (quota rejections) are kept.
+aggregate() {
+    local key="$1" c="$2" r line oks=() notes="" i col=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        line="${RESULT["$key:$r:$c"]:-}"
+        [[ -n "$line" ]] || continue
+        if [[ "$line" == ok* ]]; then
+            oks+=("$line")
+            i="$(awk '{for (i = 5; i < NF; i++) printf "%s ", $i}' <<<"$line")"
+            [[ -z "$i" ]] || notes+="round$r:$i"
+        else
+            notes+="round$r:$(awk '{for (i = 5; i < NF; i++) printf "%s ", $i}' <<<"$line")"
+        fi
+    done
+    if ((${#oks[@]} == 0)); then
+        echo "FAILED - - - ${notes:-not-run} 0"
+        return
+    fi
+    for i in 2 3 4 NF; do
+        col+=("$(printf '%s\n' "${oks[@]}" | awk "{print \$$i}" | median)")
+    done
+    echo "ok ${col[0]} ${col[1]} ${col[2]} ${notes}${col[3]}"
+}
+
+for nodes in ${NODES//,/ }; do
+    for k in $(tr ',' '\n' <<<"$KEYS" | sort -n | uniq); do
+        for c in "$CONNS" "$LOW_CONNS"; do
+            ((c > 0)) || continue
+            for s in noquota quota; do
+                RESULT["$nodes:$k:$s:$c"]="$(aggregate "$nodes:$k:$s" "$c")"
+            done
+        done
+    done
 done
 
 # ---------------------------------------------------------------------------- report
@@ -301,6 +368,8 @@ echo "Global quota overhead: wrk -t1 (Lua: rotating Authorization: Bearer over N
 echo "route: key_auth + rewrite (no quota) vs key_auth + strict per-key quota (limit $LIMIT/minute) + rewrite"
 echo "($cpus CPUs; nodes on CPU $PROXY_CPU; wrk and upstream on CPU $LOAD_CPU; 3 nodes: wrk talks to node 3, a follower)"
 echo "(1-minute load average at start: $load_at_start)"
+echo "($ROUNDS round(s) per row, the order of the two runs alternating; req/s and p99 are medians,"
+echo " ratio and p99 added the medians of each round's pair)"
 for c in "$CONNS" "$LOW_CONNS"; do
     ((c > 0)) || continue
     echo
@@ -311,11 +380,11 @@ for c in "$CONNS" "$LOW_CONNS"; do
         for k in $(tr ',' '\n' <<<"$KEYS" | sort -n | uniq); do
             a="$nodes:$k:noquota:$c" b="$nodes:$k:quota:$c"
             if ok "$a" && ok "$b"; then
+                read -r ratio added <<<"$(pair "$nodes" "$k" "$c")"
                 printf '%-5s | %6s | %7ss | %12.0f | %12.0f | %6.2fx | %11s | %11s | %+9.3f | %11s | %s\n' \
                     "$nodes" "$k" "${KEY_SECS["$nodes:$k"]:-?}" "$(field "$a" 2)" "$(field "$b" 2)" \
-                    "$(awk -v q="$(field "$b" 2)" -v n="$(field "$a" 2)" 'BEGIN {print q / n}')" \
-                    "$(ms "$(field "$a" 4)")" "$(ms "$(field "$b" 4)")" \
-                    "$(awk -v q="$(field "$b" 4)" -v n="$(field "$a" 4)" 'BEGIN {print (q - n) / 1000}')" \
+                    "${ratio:-0}" "$(ms "$(field "$a" 4)")" "$(ms "$(field "$b" 4)")" \
+                    "$(awk -v d="${added:-0}" 'BEGIN {print d / 1000}')" \
                     "$(field "$b" last)" "$(note "$a")$(note "$b")"
             else
                 printf '%-5s | %6s | %7ss | %12s | %12s | %7s | %11s | %11s | %10s | %11s | %s\n' \
