@@ -112,8 +112,9 @@ end
 EOF
 }
 
-# "WRITES UNAVAILABLE EXHAUSTED": raftgate_quota_sync_writes_total (every result) and
-# raftgate_quota_rejected_total by reason, summed over the given admin URLs.
+# "WRITES UNAVAILABLE EXHAUSTED WAITS WAIT_SECS": raftgate_quota_sync_writes_total (every
+# result), raftgate_quota_rejected_total by reason and the calls that waited for a grant
+# (raftgate_quota_wait_seconds count and sum), summed over the given admin URLs.
 quota_counters() {
     local admin
     for admin in "$@"; do
@@ -122,7 +123,9 @@ quota_counters() {
         /^raftgate_quota_sync_writes_total[{ ]/ {w += $NF}
         /^raftgate_quota_rejected_total\{/ && /reason="unavailable"/ {u += $NF}
         /^raftgate_quota_rejected_total\{/ && /reason="exhausted"/ {e += $NF}
-        END {printf "%d %d %d\n", w, u, e}'
+        /^raftgate_quota_wait_seconds_count[{ ]/ {n += $NF}
+        /^raftgate_quota_wait_seconds_sum[{ ]/ {t += $NF}
+        END {printf "%d %d %d %d %.6f\n", w, u, e, n, t}'
 }
 
 declare -A RESULT # "nodes:keys:system:round:conns" -> "parse_wrk line WRITES_PER_S"
@@ -132,7 +135,7 @@ declare -A RESULT # "nodes:keys:system:round:conns" -> "parse_wrk line WRITES_PE
 measure() {
     local tag="$1" url="$2" lua="$3" conns="$4"
     shift 4
-    local out="$work/wrk-${tag//:/-}-c$conns.txt" before after line w0 u0 e0 w1 u1 e1
+    local out="$work/wrk-${tag//:/-}-c$conns.txt" before after line w0 u0 e0 n0 t0 w1 u1 e1 n1 t1
     local args=(-t1 "-c$conns" --timeout 5s -s "$lua")
     log "$tag: wrk -t1 -c$conns -d${DURATION}s $url"
     timeout $((WARMUP + 30)) taskset -c "$LOAD_CPU" wrk "${args[@]}" "-d${WARMUP}s" "$url" >/dev/null 2>&1 || true
@@ -140,11 +143,16 @@ measure() {
     timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" wrk "${args[@]}" "-d${DURATION}s" --latency "$url" >"$out" 2>&1 || true
     after="$(quota_counters "$@")"
     line="$(parse_wrk "$out")"
-    # Rejections by the quota during the run (warm-up excluded) go into the note.
-    read -r w0 u0 e0 <<<"$before"
-    read -r w1 u1 e1 <<<"$after"
+    # Rejections by the quota and calls that waited for a grant during the run (warm-up
+    # excluded) go into the note: waits mean a Raft round trip on the call's path.
+    read -r w0 u0 e0 n0 t0 <<<"$before"
+    read -r w1 u1 e1 n1 t1 <<<"$after"
     if ((u1 > u0 || e1 > e0)); then
         line="${line% } quota-rejected:unavailable=$((u1 - u0)),exhausted=$((e1 - e0))"
+    fi
+    if ((n1 > n0)); then
+        line="${line% } grant-waits:$((n1 - n0)),mean=$(awk -v t="$t1" -v s="$t0" -v n="$((n1 - n0))" \
+            'BEGIN {printf "%.2f", (t - s) * 1000 / n}')ms"
     fi
     RESULT["$tag:$conns"]="$line $(awk -v a="$w1" -v b="$w0" -v d="$DURATION" 'BEGIN {printf "%.1f", (a - b) / d}')"
 }

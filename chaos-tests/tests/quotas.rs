@@ -223,9 +223,15 @@ async fn fixed_budget_is_never_exceeded_across_three_nodes_and_usage_reports_it(
 
     // Metrics: admissions and exhaustion refusals add up over the nodes.
     let (mut admitted, mut exhausted, mut writes) = (0.0, 0.0, Vec::new());
+    let mut waits = 0.0;
     for i in 0..fx.cluster.len() {
         let text = metrics_of(&fx.cluster, i).await;
         admitted += metric(&text, "raftgate_quota_admitted_total", &[("policy", "q1")]);
+        waits += metric(
+            &text,
+            "raftgate_quota_wait_seconds_count",
+            &[("policy", "q1")],
+        );
         exhausted += metric(
             &text,
             "raftgate_quota_rejected_total",
@@ -244,10 +250,12 @@ async fn fixed_budget_is_never_exceeded_across_three_nodes_and_usage_reports_it(
         );
     }
     println!(
-        "[metrics] admitted {admitted}, rejected exhausted {exhausted}, sync writes ok per node {writes:?} \
-         (run {:.1}s)",
+        "[metrics] admitted {admitted}, rejected exhausted {exhausted}, sync writes ok per node {writes:?}, \
+         calls that waited for a grant {waits} (run {:.1}s)",
         elapsed.as_secs_f64()
     );
+    // A node's first call on a counter finds no balance and waits for its first grant.
+    assert!(waits >= 1.0, "raftgate_quota_wait_seconds counts the first grants' waits");
     assert_eq!(
         admitted as u64, ok,
         "raftgate_quota_admitted_total over the nodes"

@@ -1,7 +1,11 @@
 //! Quota metrics. Labels are quota policy ids (bounded by the config), never counter
 //! keys, so 10,000 API keys under one policy are one series.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use std::time::Duration;
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 #[derive(Clone)]
 pub struct QuotaMetrics {
@@ -11,6 +15,7 @@ pub struct QuotaMetrics {
     granted: IntCounter,
     balance: IntGaugeVec,
     buckets: IntGauge,
+    waits: HistogramVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -53,6 +58,18 @@ impl QuotaMetrics {
                 "raftgate_quota_buckets",
                 "Counters this node holds a local balance for",
             )),
+            // Tells a slow quota route's cause apart: calls that waited for a grant (a
+            // Raft round trip) show here; stalls elsewhere do not.
+            waits: must(HistogramVec::new(
+                HistogramOpts::new(
+                    "raftgate_quota_wait_seconds",
+                    "Time calls waited for a grant because the local balance was short",
+                )
+                .buckets(vec![
+                    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ]),
+                &["policy"],
+            )),
         };
         for c in [
             Box::new(m.admitted.clone()) as Box<dyn prometheus::core::Collector>,
@@ -61,6 +78,7 @@ impl QuotaMetrics {
             Box::new(m.granted.clone()),
             Box::new(m.balance.clone()),
             Box::new(m.buckets.clone()),
+            Box::new(m.waits.clone()),
         ] {
             // A second engine on the same registry (tests) keeps the first registration.
             let _ = registry.register(c);
@@ -93,5 +111,19 @@ impl QuotaMetrics {
 
     pub fn buckets(&self, n: usize) {
         self.buckets.set(n as i64);
+    }
+
+    /// A call of `policy` waited `d` for a grant (whatever came of it).
+    pub fn waited(&self, policy: &str, d: Duration) {
+        self.waits
+            .with_label_values(&[policy])
+            .observe(d.as_secs_f64());
+    }
+
+    /// How many of `policy`'s calls waited for a grant, and for how long in all.
+    #[cfg(test)]
+    pub fn waits(&self, policy: &str) -> (u64, f64) {
+        let h = self.waits.with_label_values(&[policy]);
+        (h.get_sample_count(), h.get_sample_sum())
     }
 }

@@ -332,6 +332,24 @@ impl Quotas {
         if !b.strict() || units > b.policy.limit {
             return Err(Taken::Exhausted);
         }
+        let mut waiting_since = None;
+        let taken = self.wait_for_grant(b, units, clock, &mut waiting_since).await;
+        if let Some(since) = waiting_since {
+            self.metrics.waited(&b.policy.id, since.elapsed());
+        }
+        taken
+    }
+
+    /// [`Self::acquire`]'s slow path: `b` held too few units for the call. Sets
+    /// `waiting_since` when the call first waits for a grant (a refusal the ledger
+    /// decides at once is no wait).
+    async fn wait_for_grant(
+        &self,
+        b: &Arc<Bucket>,
+        units: u64,
+        clock: &CallClock,
+        waiting_since: &mut Option<tokio::time::Instant>,
+    ) -> Result<(), Taken> {
         let deadline = clock.deadline;
         loop {
             let now_ms = clock.now_ms();
@@ -352,6 +370,7 @@ impl Quotas {
             b.add_want(units, now_ms);
             self.flag(b);
             self.wake.notify_one();
+            waiting_since.get_or_insert_with(tokio::time::Instant::now);
             if tokio::time::timeout_at(deadline.min(window_end), granted)
                 .await
                 .is_err()

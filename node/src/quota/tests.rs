@@ -109,6 +109,12 @@ async fn waiting_calls_take_a_grant_when_it_arrives() {
     b.grant(5, 40, NOW);
     assert!(waiter.await.unwrap());
     assert_eq!(b.balance(), 3);
+    // The wait is in the metrics: one call, at least the 20 ms before the grant.
+    let (waits, secs) = q.metrics.waits("s");
+    assert_eq!(waits, 1);
+    assert!(secs >= 0.019, "waited {secs} s");
+    // A call the local balance covers does not wait.
+    assert!(q.admit(&checks, NOW).await.is_ok());
     // A counter the ledger says is used up is refused at once, without waiting.
     b.take_all();
     b.grant(0, 0, crate::proxy::unix_ms());
@@ -118,6 +124,7 @@ async fn waiting_calls_take_a_grant_when_it_arrives() {
         Err(Rejection::Exhausted { .. })
     ));
     assert!(started.elapsed() < GRANT_WAIT);
+    assert_eq!(q.metrics.waits("s").0, 1, "neither call counts as a wait");
 }
 
 #[tokio::test]
