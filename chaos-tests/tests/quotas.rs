@@ -255,7 +255,10 @@ async fn fixed_budget_is_never_exceeded_across_three_nodes_and_usage_reports_it(
         elapsed.as_secs_f64()
     );
     // A node's first call on a counter finds no balance and waits for its first grant.
-    assert!(waits >= 1.0, "raftgate_quota_wait_seconds counts the first grants' waits");
+    assert!(
+        waits >= 1.0,
+        "raftgate_quota_wait_seconds counts the first grants' waits"
+    );
     assert_eq!(
         admitted as u64, ok,
         "raftgate_quota_admitted_total over the nodes"

@@ -333,7 +333,9 @@ impl Quotas {
             return Err(Taken::Exhausted);
         }
         let mut waiting_since = None;
-        let taken = self.wait_for_grant(b, units, clock, &mut waiting_since).await;
+        let taken = self
+            .wait_for_grant(b, units, clock, &mut waiting_since)
+            .await;
         if let Some(since) = waiting_since {
             self.metrics.waited(&b.policy.id, since.elapsed());
         }
