@@ -27,6 +27,9 @@ use raftgate_store::{CallLogStore, RollupStore};
 const QUEUE: usize = 16_384;
 /// ...and beyond this many bytes of them (records with captured bodies are large).
 const QUEUE_BYTES: usize = 64 * 1024 * 1024;
+/// The writer's buffer is freed rather than reused when a turn grew it beyond this
+/// (a steady 35k calls/s fill ~100 KB per turn).
+const KEEP_BYTES: usize = 4 * 1024 * 1024;
 /// Records per RocksDB batch at most.
 const BATCH: usize = 2_048;
 /// How often the memtable is flushed when records were written: bounds what a crash
@@ -265,6 +268,11 @@ fn write_loop(
         if had > 0 {
             store_taken(&taken, &store, &mut rollups, &m);
             taken.clear();
+            // After a burst of large records (captured bodies), neither buffer keeps
+            // its peak size: the workers get an empty one at the next turn.
+            if taken.capacity() > KEEP_BYTES {
+                taken = Vec::new();
+            }
             dirty = true;
         }
         if dirty && (stopping || flushed.elapsed() >= FLUSH_EVERY) {
