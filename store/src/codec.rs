@@ -42,13 +42,6 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-/// [`encode`] appended to `out`: a caller that encodes many values reuses one buffer.
-pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    out.push(FORMAT_VERSION);
-    bincode::serde::encode_into_std_write(value, out, config())?;
-    Ok(())
-}
-
 /// Decodes a value written by [`encode`], rejecting unknown versions and trailing garbage.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;

@@ -159,23 +159,6 @@ impl CallLogStore {
         Ok(())
     }
 
-    /// Stores records already encoded with [`codec::encode`], as `(time_us, bytes)`,
-    /// giving each the next sequence number (in its key: the stored bytes' `seq` and
-    /// `node_id` are not read back, see [`CallLogStore::query`]).
-    pub fn append_encoded(&self, records: &[(u64, &[u8])]) -> Result<(), CallLogError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let cf = cf(&self.db, CF_CALLLOG);
-        let mut batch = WriteBatch::default();
-        for (time_us, value) in records {
-            let seq = self.inner.seq.fetch_add(1, Relaxed);
-            batch.put_cf(cf, key(*time_us, seq), value);
-        }
-        self.db.write_opt(batch, &quiet_write())?;
-        Ok(())
-    }
-
     /// Applies `keep` to the column family's FIFO compaction (a runtime option change,
     /// no reopen) and to what queries return.
     pub fn set_retention(&self, keep: &Retention) -> Result<(), CallLogError> {

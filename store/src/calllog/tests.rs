@@ -431,32 +431,3 @@ fn a_levelled_call_log_opens_under_fifo_and_drains_oldest_first() {
     assert_eq!(s.sweep().unwrap().records, kept - 1);
     assert_eq!(s.count(), 1);
 }
-
-#[test]
-fn records_appended_encoded_read_back_like_appended_ones() {
-    let (_dir, store) = open();
-    let t = now_us();
-    let mut direct = vec![rec(t, 5, "a", 200, 10)];
-    store.append(&mut direct).unwrap();
-    // Encoded elsewhere (the node's workers), with a stale seq and node: the key decides.
-    let later = CallRecord {
-        seq: 999,
-        node_id: 42,
-        ..rec(t + 1, 5, "b", 503, 20)
-    };
-    let bytes = codec::encode(&later).unwrap();
-    store.append_encoded(&[(t + 1, &bytes[..])]).unwrap();
-    let page = store
-        .query(5, &query(CallFilter::default(), 10, None), MAX_SCAN)
-        .unwrap();
-    assert_eq!(page.items.len(), 2);
-    let got = &page.items[0];
-    assert_eq!((got.time_us, got.node_id, got.status), (t + 1, 5, 503));
-    assert_eq!(
-        got.seq,
-        direct[0].seq + 1,
-        "the next sequence number, not the stale one"
-    );
-    assert_eq!(got.tenant.as_deref(), Some("b"));
-    assert_eq!(store.count(), 2);
-}
