@@ -10,6 +10,7 @@
 //! has since restarted is refused.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use im::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
@@ -37,12 +38,32 @@ pub struct CounterId {
 /// A counter's replicated state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Counter {
-    pub id: CounterId,
+    /// Shared with the ledger's map key and the change list: cloning it is a count bump,
+    /// not two strings. Serialized as the plain id.
+    #[serde(with = "shared_id")]
+    pub id: Arc<CounterId>,
     /// Units granted to each node (by node id) and not returned.
     pub granted: BTreeMap<u64, u64>,
     /// Units the nodes reported consumed.
     pub used: u64,
     pub updated_at_ms: u64,
+}
+
+/// Serde for an `Arc<CounterId>` field, laid out exactly as a plain `CounterId`.
+mod shared_id {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::CounterId;
+
+    pub fn serialize<S: Serializer>(id: &Arc<CounterId>, s: S) -> Result<S::Ok, S::Error> {
+        CounterId::serialize(id, s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<CounterId>, D::Error> {
+        CounterId::deserialize(d).map(Arc::new)
+    }
 }
 
 impl Counter {
@@ -102,7 +123,7 @@ pub struct SyncRecord {
 /// What a sync touched, so the storage layer writes exactly those keys.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LedgerChange {
-    Counter(CounterId),
+    Counter(Arc<CounterId>),
     Node(u64),
 }
 
@@ -123,11 +144,15 @@ pub enum SyncError {
 }
 
 /// All counters and the dedup table. Persistent maps: cloned per apply at O(1).
+///
+/// The published snapshot shares the maps' nodes, so an apply copies every node it
+/// touches; keys and values are `Arc`s so such a copy bumps counts instead of cloning
+/// strings and grant tables (a usage round touches nearly every node of the map).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Ledger {
-    counters: OrdMap<CounterId, Counter>,
+    counters: OrdMap<Arc<CounterId>, Arc<Counter>>,
     /// `(expires_at_ms, id)`, so expired windows are found without a scan.
-    by_expiry: OrdSet<(u64, CounterId)>,
+    by_expiry: OrdSet<(u64, Arc<CounterId>)>,
     nodes: OrdMap<u64, SyncRecord>,
 }
 
@@ -140,12 +165,12 @@ pub struct LedgerImage {
 
 impl Ledger {
     pub fn counter(&self, id: &CounterId) -> Option<&Counter> {
-        self.counters.get(id)
+        self.counters.get(id).map(|c| &**c)
     }
 
     /// All counters, ordered by (policy, key, window).
     pub fn counters(&self) -> impl Iterator<Item = &Counter> {
-        self.counters.values()
+        self.counters.values().map(|c| &**c)
     }
 
     pub fn len(&self) -> usize {
@@ -166,9 +191,9 @@ impl Ledger {
     /// sum above its limit and one node cannot take a window's whole budget in one ask
     /// while others may need it. A repeat of the last applied (node, epoch, serial) gets
     /// the recorded reply and changes nothing.
-    pub fn apply_sync<'p>(
+    pub fn apply_sync<'p, 's>(
         &mut self,
-        sync: &QuotaSync,
+        sync: &'s QuotaSync,
         at_ms: u64,
         policy: impl Fn(&str) -> Option<&'p QuotaPolicy>,
         changes: &mut Vec<LedgerChange>,
@@ -208,15 +233,28 @@ impl Ledger {
             )));
         }
         let voters = u64::from(sync.voters.max(1));
+        // A sync's items nearly always share one policy: look it up once per run of them.
+        let mut last: Option<(&str, Option<&'p QuotaPolicy>)> = None;
+        let mut policy = |id: &'s str| match last {
+            Some((name, p)) if name == id => p,
+            _ => {
+                let p = policy(id);
+                last = Some((id, p));
+                p
+            }
+        };
         for r in &sync.returns {
             if let Some(c) = self.counters.get_mut(&r.counter) {
-                if let Some(g) = c.granted.get_mut(&sync.node) {
-                    *g = g.saturating_sub(r.units);
-                    if *g == 0 {
-                        c.granted.remove(&sync.node);
+                if c.granted.contains_key(&sync.node) {
+                    let c = Arc::make_mut(c);
+                    if let Some(g) = c.granted.get_mut(&sync.node) {
+                        *g = g.saturating_sub(r.units);
+                        if *g == 0 {
+                            c.granted.remove(&sync.node);
+                        }
                     }
                     c.updated_at_ms = at_ms;
-                    changes.push(LedgerChange::Counter(r.counter.clone()));
+                    changes.push(LedgerChange::Counter(c.id.clone()));
                 }
             }
         }
@@ -224,9 +262,10 @@ impl Ledger {
             if u.units == 0 || policy(&u.counter.policy).is_none() {
                 continue;
             }
-            let c = self.entry(&u.counter, at_ms);
-            c.used = c.used.saturating_add(u.units);
-            changes.push(LedgerChange::Counter(u.counter.clone()));
+            let (id, ()) = self.update(&u.counter, at_ms, |c| {
+                c.used = c.used.saturating_add(u.units);
+            });
+            changes.push(LedgerChange::Counter(id));
         }
         let mut reply = QuotaReply::default();
         for ask in &sync.asks {
@@ -237,20 +276,24 @@ impl Ledger {
                     continue;
                 }
             };
-            let c = self.entry(&ask.counter, at_ms);
-            let remaining = limit.saturating_sub(c.total_granted());
-            let fair = remaining.div_ceil(voters);
-            let units = ask.units.min(fair);
-            if units > 0 {
-                let g = c.granted.entry(sync.node).or_insert(0);
-                *g = g.saturating_add(units);
-                changes.push(LedgerChange::Counter(ask.counter.clone()));
-            }
-            reply.grants.push(Grant {
-                units,
-                limit,
-                remaining: remaining - units,
+            let (id, grant) = self.update(&ask.counter, at_ms, |c| {
+                let remaining = limit.saturating_sub(c.total_granted());
+                let fair = remaining.div_ceil(voters);
+                let units = ask.units.min(fair);
+                if units > 0 {
+                    let g = c.granted.entry(sync.node).or_insert(0);
+                    *g = g.saturating_add(units);
+                }
+                Grant {
+                    units,
+                    limit,
+                    remaining: remaining - units,
+                }
             });
+            if grant.units > 0 {
+                changes.push(LedgerChange::Counter(id));
+            }
+            reply.grants.push(grant);
         }
         self.gc(at_ms, changes);
         self.nodes.insert(
@@ -266,23 +309,36 @@ impl Ledger {
         Ok(reply)
     }
 
-    fn entry(&mut self, id: &CounterId, at_ms: u64) -> &mut Counter {
-        if !self.counters.contains_key(id) {
-            self.by_expiry.insert((expiry(id), id.clone()));
+    /// Runs `f` on the counter `id`, created empty if new, stamped `at_ms`. One map
+    /// look-up for a counter that exists (the usual case: a usage round touches every
+    /// busy counter); returns the counter's shared id for the change list.
+    fn update<R>(
+        &mut self,
+        id: &CounterId,
+        at_ms: u64,
+        f: impl FnOnce(&mut Counter) -> R,
+    ) -> (Arc<CounterId>, R) {
+        if let Some(c) = self.counters.get_mut(id) {
+            let c = Arc::make_mut(c);
+            c.updated_at_ms = at_ms;
+            return (c.id.clone(), f(c));
         }
-        let c = self.counters.entry(id.clone()).or_insert_with(|| Counter {
+        let id = Arc::new(id.clone());
+        let mut c = Counter {
             id: id.clone(),
             granted: BTreeMap::new(),
             used: 0,
             updated_at_ms: at_ms,
-        });
-        c.updated_at_ms = at_ms;
-        c
+        };
+        let r = f(&mut c);
+        self.by_expiry.insert((expiry(&id), id.clone()));
+        self.counters.insert(id.clone(), Arc::new(c));
+        (id, r)
     }
 
     /// Drops up to [`GC_PER_SYNC`] expired counters (see [`expiry`]).
     fn gc(&mut self, at_ms: u64, changes: &mut Vec<LedgerChange>) {
-        let expired: Vec<CounterId> = self
+        let expired: Vec<Arc<CounterId>> = self
             .by_expiry
             .iter()
             .take_while(|(expires, _)| *expires < at_ms)
@@ -295,15 +351,15 @@ impl Ledger {
         }
     }
 
-    fn remove(&mut self, id: &CounterId) {
-        if self.counters.remove(id).is_some() {
+    fn remove(&mut self, id: &Arc<CounterId>) {
+        if self.counters.remove(&**id).is_some() {
             self.by_expiry.remove(&(expiry(id), id.clone()));
         }
     }
 
     /// Drops every counter of a policy (deleted, or its scope or window changed).
     pub fn purge_policy(&mut self, policy: &str, changes: &mut Vec<LedgerChange>) {
-        let ids: Vec<CounterId> = self
+        let ids: Vec<Arc<CounterId>> = self
             .counters
             .keys()
             .filter(|id| id.policy == policy)
@@ -318,7 +374,7 @@ impl Ledger {
     /// Loads one persisted counter (opening the store).
     pub fn load_counter(&mut self, c: Counter) {
         self.by_expiry.insert((expiry(&c.id), c.id.clone()));
-        self.counters.insert(c.id.clone(), c);
+        self.counters.insert(c.id.clone(), Arc::new(c));
     }
 
     pub fn load_node(&mut self, r: SyncRecord) {
@@ -346,11 +402,11 @@ impl Ledger {
         };
         for c in self.counters.values() {
             if keep_live(&c.id.policy) {
-                out.load_counter(c.clone());
+                out.load_counter((**c).clone());
             }
         }
         for c in &backup.counters {
-            if exists(&c.id.policy) && !out.counters.contains_key(&c.id) {
+            if exists(&c.id.policy) && !out.counters.contains_key(&*c.id) {
                 out.load_counter(c.clone());
             }
         }
@@ -359,7 +415,7 @@ impl Ledger {
 
     pub fn to_image(&self) -> LedgerImage {
         LedgerImage {
-            counters: self.counters.values().cloned().collect(),
+            counters: self.counters.values().map(|c| (**c).clone()).collect(),
             nodes: self.nodes.values().cloned().collect(),
         }
     }

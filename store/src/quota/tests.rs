@@ -264,6 +264,63 @@ fn image_round_trip_keeps_dedup_state() {
     assert_eq!(restored.ledger.counter(&c).unwrap().total_granted(), 4);
 }
 
+/// The counters' on-disk and snapshot bytes are the plain layout: the shared id inside
+/// [`Counter`] must encode exactly as an owned `CounterId` field did.
+#[test]
+fn counters_encode_as_the_plain_layout() {
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct Plain {
+        id: CounterId,
+        granted: BTreeMap<u64, u64>,
+        used: u64,
+        updated_at_ms: u64,
+    }
+    let id = counter("q", "api_key=k", 60_000, 120_000);
+    let shared = Counter {
+        id: Arc::new(id.clone()),
+        granted: BTreeMap::from([(1, 5), (3, 9)]),
+        used: 4,
+        updated_at_ms: 77,
+    };
+    let plain = Plain {
+        id,
+        granted: shared.granted.clone(),
+        used: 4,
+        updated_at_ms: 77,
+    };
+    let bytes = crate::codec::encode(&shared).unwrap();
+    assert_eq!(bytes, crate::codec::encode(&plain).unwrap());
+    assert_eq!(crate::codec::decode::<Counter>(&bytes).unwrap(), shared);
+    assert_eq!(crate::codec::decode::<Plain>(&bytes).unwrap(), plain);
+}
+
+/// A clone of the ledger (what the published snapshot holds) never sees a later apply:
+/// counters are shared between the two until one of them changes.
+#[test]
+fn an_apply_leaves_earlier_clones_untouched() {
+    let mut f = Fixture::new(&[policy("q", 100, QuotaMode::Strict)]);
+    let ids: Vec<CounterId> = (0..300)
+        .map(|i| counter("q", &format!("api_key=k{i}"), 0, 60_000))
+        .collect();
+    let asks: Vec<(&CounterId, u64)> = ids.iter().map(|c| (c, 10)).collect();
+    f.apply(&sync(1, 1, 2, &asks), 1).unwrap();
+    let published = f.ledger.clone();
+    let mut usage = sync(1, 2, 2, &asks);
+    usage.usage = std::mem::take(&mut usage.asks);
+    usage.returns = vec![Units {
+        counter: ids[7].clone(),
+        units: 4,
+    }];
+    f.apply(&usage, 2).unwrap();
+    for c in &ids {
+        let old = published.counter(c).unwrap();
+        assert_eq!((old.used, old.updated_at_ms), (0, 1));
+        assert_eq!(f.ledger.counter(c).unwrap().used, 10);
+    }
+    assert_eq!(published.counter(&ids[7]).unwrap().granted[&1], 10);
+    assert_eq!(f.ledger.counter(&ids[7]).unwrap().granted[&1], 6);
+}
+
 /// What a node does in one step of the property test.
 #[derive(Debug, Clone)]
 enum Step {
