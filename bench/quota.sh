@@ -5,7 +5,9 @@
 # rotates `Authorization: Bearer` over them), on one node and on a 3-node cluster.
 # Prints the throughput ratio (quota / no quota), the p99 latency the quota adds, and
 # the Raft writes per second the quota causes (raftgate_quota_sync_writes_total over the
-# measured run). Not a test: nothing fails on a number. See bench/README.md "Quotas".
+# measured run). On 3 nodes the note column gives `peers-cpu:N%` per run: the CPU the two
+# nodes wrk does not talk to used meanwhile, in % of one core (they share the core of the
+# node under load). Not a test: nothing fails on a number. See bench/README.md "Quotas".
 #
 # Environment: DURATION (10) seconds per measured run, ROUNDS (3) pairs of runs per row
 # (no-quota then quota, quota then no-quota, ...: the order alternates so drift over a
@@ -69,6 +71,7 @@ ensure_tools() {
 ensure_tools
 
 cpus="$(nproc)"
+CLK_TCK="$(getconf CLK_TCK)"
 if ((cpus < 2)); then
     log "warning: $cpus CPU: nodes, upstream and wrk all share CPU 0; numbers mean little"
     PROXY_CPU=0 LOAD_CPU=0
@@ -128,6 +131,17 @@ quota_counters() {
         END {printf "%d %d %d %d %.6f\n", w, u, e, n, t}'
 }
 
+# peer_cpu_ticks: CPU time (clock ticks) used so far by the nodes wrk does not talk to —
+# on 3 nodes the leader and the other follower, whose work is replication and apply.
+peer_cpu_ticks() {
+    local pid total=0 i
+    for ((i = 0; i + 1 < ${#NODE_PIDS[@]}; i++)); do
+        pid="${NODE_PIDS[$i]}"
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+
 declare -A RESULT # "nodes:keys:system:round:conns" -> "parse_wrk line WRITES_PER_S"
 
 # measure TAG URL LUA CONNS ADMIN...: warm-up, then the measured run with the Raft write
@@ -135,12 +149,14 @@ declare -A RESULT # "nodes:keys:system:round:conns" -> "parse_wrk line WRITES_PE
 measure() {
     local tag="$1" url="$2" lua="$3" conns="$4"
     shift 4
-    local out="$work/wrk-${tag//:/-}-c$conns.txt" before after line w0 u0 e0 n0 t0 w1 u1 e1 n1 t1
+    local out="$work/wrk-${tag//:/-}-c$conns.txt" before after line w0 u0 e0 n0 t0 w1 u1 e1 n1 t1 cpu0 cpu1
     local args=(-t1 "-c$conns" --timeout 5s -s "$lua")
     log "$tag: wrk -t1 -c$conns -d${DURATION}s $url"
     timeout $((WARMUP + 30)) taskset -c "$LOAD_CPU" wrk "${args[@]}" "-d${WARMUP}s" "$url" >/dev/null 2>&1 || true
     before="$(quota_counters "$@")"
+    cpu0="$(peer_cpu_ticks)"
     timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" wrk "${args[@]}" "-d${DURATION}s" --latency "$url" >"$out" 2>&1 || true
+    cpu1="$(peer_cpu_ticks)"
     after="$(quota_counters "$@")"
     line="$(parse_wrk "$out")"
     # Rejections by the quota and calls that waited for a grant during the run (warm-up
@@ -153,6 +169,12 @@ measure() {
     if ((n1 > n0)); then
         line="${line% } grant-waits:$((n1 - n0)),mean=$(awk -v t="$t1" -v s="$t0" -v n="$((n1 - n0))" \
             'BEGIN {printf "%.2f", (t - s) * 1000 / n}')ms"
+    fi
+    # What the other nodes spent meanwhile, in % of one core: on the shared core, what
+    # they take the node under load loses (the usage rounds' replication and apply).
+    if ((${#NODE_PIDS[@]} > 1)); then
+        line="${line% } peers-cpu:$(awk -v t="$((cpu1 - cpu0))" -v hz="$CLK_TCK" -v d="$DURATION" \
+            'BEGIN {printf "%.0f", t * 100 / hz / d}')%"
     fi
     RESULT["$tag:$conns"]="$line $(awk -v a="$w1" -v b="$w0" -v d="$DURATION" 'BEGIN {printf "%.1f", (a - b) / d}')"
 }
