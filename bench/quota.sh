@@ -14,7 +14,8 @@
 # row does not land on one side; the report shows medians), CONNS (64) connections of the
 # throughput run, LOW_CONNS (4) of the moderate-load run (0 skips it), WARMUP (3) seconds,
 # KEYS (1,100,10000), NODES (1,3), LIMIT (100000000 per minute per key), BUILD (1; 0 uses
-# existing binaries), PROXY_CPU (0), LOAD_CPU (1), KEY_PARALLEL (32) concurrent key
+# existing binaries), PROXY_CPU (0), LOAD_CPU (1), PEERS_CPU (PROXY_CPU: the CPU of the
+# 3-node cluster's nodes wrk does not talk to), KEY_PARALLEL (32) concurrent key
 # creations, KEEP_WORK (0; 1 keeps the temp dir with logs and wrk output).
 set -euo pipefail
 
@@ -34,6 +35,7 @@ LIMIT="${LIMIT:-100000000}"
 BUILD="${BUILD:-1}"
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
+PEERS_CPU="${PEERS_CPU:-$PROXY_CPU}"
 KEY_PARALLEL="${KEY_PARALLEL:-32}"
 KEEP_WORK="${KEEP_WORK:-0}"
 
@@ -74,7 +76,7 @@ cpus="$(nproc)"
 CLK_TCK="$(getconf CLK_TCK)"
 if ((cpus < 2)); then
     log "warning: $cpus CPU: nodes, upstream and wrk all share CPU 0; numbers mean little"
-    PROXY_CPU=0 LOAD_CPU=0
+    PROXY_CPU=0 LOAD_CPU=0 PEERS_CPU=0
 fi
 
 # ---------------------------------------------------------------------------- build
@@ -201,11 +203,11 @@ TOKEN=""
 # start_node DIR ID: one `raftgate serve` on loopback, port 0 everywhere; appends to
 # ADMINS, HTTPS and NODE_PIDS.
 start_node() {
-    local dir="$1" id="$2"
+    local dir="$1" id="$2" cpu="$3"
     mkdir -p "$dir"
     local unset=() v
     for v in $(compgen -e | grep '^RAFTGATE_' || true); do unset+=(-u "$v"); done
-    env "${unset[@]}" RAFTGATE_INSECURE=true taskset -c "$PROXY_CPU" "$RAFTGATE_BIN" serve \
+    env "${unset[@]}" RAFTGATE_INSECURE=true taskset -c "$cpu" "$RAFTGATE_BIN" serve \
         --node-id "$id" --data-dir "$dir/data" --http-addr 127.0.0.1:0 \
         --admin-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 --advertise-host 127.0.0.1 \
         >"$dir/stdout.log" 2>"$dir/stderr.log" &
@@ -236,7 +238,10 @@ api() {
 start_cluster() {
     local n="$1" dir="$work/cluster-$1" i
     ADMINS=() HTTPS=() NODE_PIDS=()
-    for i in $(seq 1 "$n"); do start_node "$dir/node$i" "$i"; done
+    # The last node is the one wrk talks to; the others may sit elsewhere (PEERS_CPU).
+    for i in $(seq 1 "$n"); do
+        start_node "$dir/node$i" "$i" "$([[ "$i" == "$n" ]] && echo "$PROXY_CPU" || echo "$PEERS_CPU")"
+    done
     TOKEN="$("$RAFTGATE_BIN" cluster init --server "${ADMINS[0]}" 2>>"$dir/cli.log")" ||
         die "cluster init failed: $(cat "$dir/cli.log")"
     for i in $(seq 2 "$n"); do
@@ -396,7 +401,7 @@ ms() { [[ "$1" == - || "$1" == NaN ]] && echo "-" || awk -v u="$1" 'BEGIN {print
 echo
 echo "Global quota overhead: wrk -t1 (Lua: rotating Authorization: Bearer over N keys), ${DURATION}s after ${WARMUP}s warm-up"
 echo "route: key_auth + rewrite (no quota) vs key_auth + strict per-key quota (limit $LIMIT/minute) + rewrite"
-echo "($cpus CPUs; nodes on CPU $PROXY_CPU; wrk and upstream on CPU $LOAD_CPU; 3 nodes: wrk talks to node 3, a follower)"
+echo "($cpus CPUs; nodes on CPU $PROXY_CPU (3 nodes: nodes 1-2 on CPU $PEERS_CPU); wrk and upstream on CPU $LOAD_CPU; 3 nodes: wrk talks to node 3, a follower)"
 echo "(1-minute load average at start: $load_at_start)"
 echo "($ROUNDS round(s) per row, the order of the two runs alternating; req/s and p99 are medians,"
 echo " ratio and p99 added the medians of each round's pair)"
