@@ -1,10 +1,11 @@
 //! What one node spends applying quota usage rounds: the state machine's `apply` (ledger
 //! updates, encoding, one RocksDB write batch) and the log codec, per counter, for
-//! entries shaped like the nodes' usage rounds (see docs/quotas.md, "Usage rounds").
+//! entries shaped like the nodes' usage rounds (docs/quotas.md, "How strict mode works").
 //!
-//! Every node of a cluster applies every node's rounds, so at 10,000 busy counters on
-//! three nodes each node applies 30,000 items per round. `bench/quota.sh` measures what
-//! that does to the proxy; this isolates the apply.
+//! Every node of a cluster applies every node's rounds: with 10,000 busy counters on each
+//! of three nodes (traffic spread by a load balancer), each node applies 30,000 items
+//! per round. `bench/quota.sh` measures what that does to the proxy; this isolates the
+//! apply and prints the cost of one node's round as one replica applies it.
 //!
 //! Run: `cargo run --release -p raftgate-store --example ledger_apply` (`KEYS` and `ROUNDS`
 //! override the defaults). An example, not a `cargo bench` target: the bench profile
@@ -162,7 +163,7 @@ async fn main() {
          in entries of <= {PER_ENTRY}"
     );
     println!(
-        "  apply  {:>8.2} us/item  ({:.0} ms per node per round)",
+        "  apply  {:>8.2} us/item  ({:.0} ms per {keys}-item round of one node)",
         per_item(apply, items),
         apply.as_secs_f64() * 1e3 / rounds as f64 / NODES as f64
     );
