@@ -172,8 +172,8 @@ measure() {
         line="${line% } grant-waits:$((n1 - n0)),mean=$(awk -v t="$t1" -v s="$t0" -v n="$((n1 - n0))" \
             'BEGIN {printf "%.2f", (t - s) * 1000 / n}')ms"
     fi
-    # What the other nodes spent meanwhile, in % of one core: on the shared core, what
-    # they take the node under load loses (the usage rounds' replication and apply).
+    # What the other nodes spent meanwhile, in % of one core (the usage rounds'
+    # replication and apply): while they share its core, the node under load loses it.
     if ((${#NODE_PIDS[@]} > 1)); then
         line="${line% } peers-cpu:$(awk -v t="$((cpu1 - cpu0))" -v hz="$CLK_TCK" -v d="$DURATION" \
             'BEGIN {printf "%.0f", t * 100 / hz / d}')%"
@@ -200,8 +200,8 @@ HTTPS=()  # data-plane address of each node
 NODE_PIDS=()
 TOKEN=""
 
-# start_node DIR ID: one `raftgate serve` on loopback, port 0 everywhere; appends to
-# ADMINS, HTTPS and NODE_PIDS.
+# start_node DIR ID CPU: one `raftgate serve` on loopback pinned to CPU, port 0
+# everywhere; appends to ADMINS, HTTPS and NODE_PIDS.
 start_node() {
     local dir="$1" id="$2" cpu="$3"
     mkdir -p "$dir"
