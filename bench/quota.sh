@@ -117,20 +117,27 @@ end
 EOF
 }
 
-# "WRITES UNAVAILABLE EXHAUSTED WAITS WAIT_SECS": raftgate_quota_sync_writes_total (every
-# result), raftgate_quota_rejected_total by reason and the calls that waited for a grant
-# (raftgate_quota_wait_seconds count and sum), summed over the given admin URLs.
+# "WRITES UNAVAILABLE EXHAUSTED WAITS WAIT_SECS PASSES PASS_SECS PASSES_OVER_1MS":
+# raftgate_quota_sync_writes_total (every result), raftgate_quota_rejected_total by
+# reason and the calls that waited for a grant (raftgate_quota_wait_seconds count and
+# sum), summed over the given admin URLs; then the full passes of the sync loop
+# (raftgate_quota_pass_seconds{pass="full"}: count, sum, how many took over 1 ms) of the
+# last URL only — the node wrk talks to, whose one runtime thread a pass stalls.
 quota_counters() {
-    local admin
+    local admin last="${*: -1}"
     for admin in "$@"; do
-        curl -s --max-time 5 "$admin/metrics" || true
-    done | awk '
+        curl -s --max-time 5 "$admin/metrics" | sed "s|^|$admin |" || true
+    done | awk -v last="$last" '
+        {admin = $1; sub(/^[^ ]+ /, "")}
         /^raftgate_quota_sync_writes_total[{ ]/ {w += $NF}
         /^raftgate_quota_rejected_total\{/ && /reason="unavailable"/ {u += $NF}
         /^raftgate_quota_rejected_total\{/ && /reason="exhausted"/ {e += $NF}
         /^raftgate_quota_wait_seconds_count[{ ]/ {n += $NF}
         /^raftgate_quota_wait_seconds_sum[{ ]/ {t += $NF}
-        END {printf "%d %d %d %d %.6f\n", w, u, e, n, t}'
+        admin == last && /^raftgate_quota_pass_seconds_count\{pass="full"/ {pc = $NF}
+        admin == last && /^raftgate_quota_pass_seconds_sum\{pass="full"/ {ps = $NF}
+        admin == last && /^raftgate_quota_pass_seconds_bucket\{/ && /pass="full"/ && /le="0.001"/ {p1 = $NF}
+        END {printf "%d %d %d %d %.6f %d %.6f %d\n", w, u, e, n, t, pc, ps, pc - p1}'
 }
 
 # peer_cpu_ticks: CPU time (clock ticks) used so far by the nodes wrk does not talk to —
@@ -163,14 +170,19 @@ measure() {
     line="$(parse_wrk "$out")"
     # Rejections by the quota and calls that waited for a grant during the run (warm-up
     # excluded) go into the note: waits mean a Raft round trip on the call's path.
-    read -r w0 u0 e0 n0 t0 <<<"$before"
-    read -r w1 u1 e1 n1 t1 <<<"$after"
+    read -r w0 u0 e0 n0 t0 pc0 ps0 po0 <<<"$before"
+    read -r w1 u1 e1 n1 t1 pc1 ps1 po1 <<<"$after"
     if ((u1 > u0 || e1 > e0)); then
         line="${line% } quota-rejected:unavailable=$((u1 - u0)),exhausted=$((e1 - e0))"
     fi
     if ((n1 > n0)); then
         line="${line% } grant-waits:$((n1 - n0)),mean=$(awk -v t="$t1" -v s="$t0" -v n="$((n1 - n0))" \
             'BEGIN {printf "%.2f", (t - s) * 1000 / n}')ms"
+    fi
+    # The serving node's full passes over its buckets: each one holds its runtime thread.
+    if ((pc1 > pc0)); then
+        line="${line% } full-passes:$((pc1 - pc0)),mean=$(awk -v t="$ps1" -v s="$ps0" -v n="$((pc1 - pc0))" \
+            'BEGIN {printf "%.2f", (t - s) * 1000 / n}')ms,over-1ms=$((po1 - po0))"
     fi
     # What the other nodes spent meanwhile, in % of one core (the usage rounds'
     # replication and apply): while they share its core, the node under load loses it.

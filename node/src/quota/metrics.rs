@@ -16,6 +16,7 @@ pub struct QuotaMetrics {
     balance: IntGaugeVec,
     buckets: IntGauge,
     waits: HistogramVec,
+    passes: HistogramVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -70,6 +71,19 @@ impl QuotaMetrics {
                 ]),
                 &["policy"],
             )),
+            // The sync loop builds each sync on the runtime thread that also serves
+            // calls: a long pass (thousands of buckets) is a stall of that thread.
+            passes: must(HistogramVec::new(
+                HistogramOpts::new(
+                    "raftgate_quota_pass_seconds",
+                    "Time the sync loop took to build one sync: pass=\"full\" visits every bucket, \"flagged\" only those calls flagged",
+                )
+                .buckets(vec![
+                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+                    0.05,
+                ]),
+                &["pass"],
+            )),
         };
         for c in [
             Box::new(m.admitted.clone()) as Box<dyn prometheus::core::Collector>,
@@ -79,6 +93,7 @@ impl QuotaMetrics {
             Box::new(m.balance.clone()),
             Box::new(m.buckets.clone()),
             Box::new(m.waits.clone()),
+            Box::new(m.passes.clone()),
         ] {
             // A second engine on the same registry (tests) keeps the first registration.
             let _ = registry.register(c);
@@ -117,6 +132,13 @@ impl QuotaMetrics {
     pub fn waited(&self, policy: &str, d: Duration) {
         self.waits
             .with_label_values(&[policy])
+            .observe(d.as_secs_f64());
+    }
+
+    /// The sync loop took `d` to build one sync; `full` when it visited every bucket.
+    pub fn pass(&self, full: bool, d: Duration) {
+        self.passes
+            .with_label_values(&[if full { "full" } else { "flagged" }])
             .observe(d.as_secs_f64());
     }
 

@@ -114,7 +114,9 @@ impl Quotas {
                     }
                     // A full pass cut short by the item cap dequeued flagged buckets
                     // it may not have reached: the next tick is a full pass too.
-                    let b = if report || cut_short || last_full.elapsed() >= FULL_PASS {
+                    let started = Instant::now();
+                    let full = report || cut_short || last_full.elapsed() >= FULL_PASS;
+                    let b = if full {
                         let dt = last_full.elapsed().as_secs_f64();
                         last_full = Instant::now();
                         self.collect(
@@ -128,6 +130,7 @@ impl Quotas {
                     } else {
                         self.collect_flagged(now_ms, serial + 1, epoch, raft.id())
                     };
+                    self.metrics.pass(full, started.elapsed());
                     cut_short = b.truncated;
                     continuing = report && b.truncated;
                     if report {
