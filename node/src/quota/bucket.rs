@@ -1,6 +1,7 @@
 //! One counter's local side: the units this node holds for it, taken with atomics on
 //! the request path and refilled by the sync loop.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -28,8 +29,10 @@ pub struct Bucket {
     taken: AtomicU64,
     /// Units used and not yet reported to the ledger.
     unreported: AtomicU64,
-    /// The usage report round that last took this bucket's usage (sync loop only).
-    reported_round: AtomicU64,
+    /// Whether the bucket is in the [`UsageQueue`] (queued once until reported).
+    usage_queued: AtomicBool,
+    /// When the usage queue last reported this bucket (sync loop only; 0: never).
+    usage_reported_ms: AtomicU64,
     /// Units that waiting calls need: the next sync asks for at least this much.
     want: AtomicU64,
     /// Ungranted units left in the cluster at the last grant.
@@ -66,7 +69,8 @@ impl Bucket {
             queued: AtomicBool::new(false),
             taken: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
-            reported_round: AtomicU64::new(0),
+            usage_queued: AtomicBool::new(false),
+            usage_reported_ms: AtomicU64::new(0),
             want: AtomicU64::new(0),
             remaining_hint: AtomicU64::new(policy.limit),
             exhausted_at_ms: AtomicU64::new(0),
@@ -118,17 +122,22 @@ impl Bucket {
         self.balance.fetch_add(clamp_i64(units), Ordering::AcqRel);
     }
 
-    /// Records units as used (reported to the ledger with the next sync).
-    pub fn record_use(&self, units: u64) {
+    /// Records units as used, to be reported to the ledger; true when the caller must
+    /// put the bucket in the [`UsageQueue`] (it was not queued).
+    #[must_use]
+    fn record_use(&self, units: u64) -> bool {
         self.unreported.fetch_add(units, Ordering::Relaxed);
+        !self.usage_queued.load(Ordering::Relaxed)
+            && !self.usage_queued.swap(true, Ordering::AcqRel)
     }
 
     /// Settles a reservation: returns what was not used, or charges what went over
-    /// (the balance may go below zero).
-    pub fn settle(&self, reserved: u64, used: u64) {
+    /// (the balance may go below zero). True as for [`Bucket::record_use`].
+    #[must_use]
+    fn settle(&self, reserved: u64, used: u64) -> bool {
         self.balance
             .fetch_add(clamp_i64(reserved) - clamp_i64(used), Ordering::AcqRel);
-        self.record_use(used);
+        self.record_use(used)
     }
 
     pub fn balance(&self) -> i64 {
@@ -181,10 +190,10 @@ impl Bucket {
         self.unreported.swap(0, Ordering::AcqRel)
     }
 
-    /// Marks the bucket reported in `round`; false if it already was (a report cut
-    /// short by the item cap carries on with the buckets it had not reached).
-    pub fn enter_report_round(&self, round: u64) -> bool {
-        self.reported_round.swap(round, Ordering::Relaxed) != round
+    /// Whether the usage queue may report this bucket at `now_ms`: its last report
+    /// through the queue is at least `every_ms` old.
+    fn usage_due(&self, now_ms: u64, every_ms: u64) -> bool {
+        now_ms.saturating_sub(self.usage_reported_ms.load(Ordering::Relaxed)) >= every_ms
     }
 
     pub fn last_use_ms(&self) -> u64 {
@@ -240,6 +249,63 @@ impl Bucket {
     }
 }
 
+/// The buckets with usage to report, in the order they were first used since their
+/// last report. The sync loop reports from the front at a bounded rate, so the usage of
+/// 10,000 busy counters goes to the ledger a few hundred at a time, four times a second,
+/// instead of all at once in one burst of Raft entries.
+#[derive(Default)]
+pub(super) struct UsageQueue(Mutex<VecDeque<Arc<Bucket>>>);
+
+impl UsageQueue {
+    /// Records `units` as used by `b`'s counter.
+    pub(super) fn record(&self, b: &Arc<Bucket>, units: u64) {
+        if b.record_use(units) {
+            self.push(b);
+        }
+    }
+
+    /// [`Bucket::settle`]s a reservation of `b`.
+    pub(super) fn settle(&self, b: &Arc<Bucket>, reserved: u64, used: u64) {
+        if b.settle(reserved, used) {
+            self.push(b);
+        }
+    }
+
+    fn push(&self, b: &Arc<Bucket>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(b.clone());
+    }
+
+    /// Takes buckets from the front while the front one was last reported at least
+    /// `every_ms` before `now_ms`, until `max` of them have usage to report; marks them
+    /// reported at `now_ms` (the caller takes their usage). A bucket used again after
+    /// this queues again. Buckets whose usage went with an ask or a window's end
+    /// meanwhile leave the queue without counting.
+    pub(super) fn due(&self, now_ms: u64, every_ms: u64, max: usize) -> Vec<Arc<Bucket>> {
+        let mut out = Vec::new();
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while out.len() < max {
+            let Some(b) = q.front() else { break };
+            if !b.usage_due(now_ms, every_ms) {
+                break;
+            }
+            let Some(b) = q.pop_front() else { break };
+            b.usage_queued.store(false, Ordering::Release);
+            if b.unreported.load(Ordering::Acquire) > 0 {
+                b.usage_reported_ms.store(now_ms, Ordering::Relaxed);
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
 fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -291,10 +357,11 @@ mod tests {
     fn local_buckets_start_with_their_share_and_settles_can_owe() {
         let b = bucket(QuotaMode::Local, 10);
         assert_eq!(b.balance(), 4, "ceil(10 / 3)");
-        let s = bucket(QuotaMode::Strict, 100);
+        let s = Arc::new(bucket(QuotaMode::Strict, 100));
+        let usage = UsageQueue::default();
         s.grant(10, 50, 1);
         assert!(s.try_take(8, 2));
-        s.settle(8, 12); // 4 more than reserved
+        usage.settle(&s, 8, 12); // 4 more than reserved
         assert_eq!(s.balance(), -2);
         assert!(!s.try_take(1, 3), "a debt blocks admission until refilled");
         assert_eq!(s.take_unreported(), 12);

@@ -15,6 +15,7 @@ pub struct QuotaMetrics {
     granted: IntCounter,
     balance: IntGaugeVec,
     buckets: IntGauge,
+    usage_queue: IntGauge,
     waits: HistogramVec,
     passes: HistogramVec,
 }
@@ -59,6 +60,10 @@ impl QuotaMetrics {
                 "raftgate_quota_buckets",
                 "Counters this node holds a local balance for",
             )),
+            usage_queue: must(IntGauge::new(
+                "raftgate_quota_usage_queue",
+                "Counters with usage this node has not reported to the ledger yet",
+            )),
             // Tells a slow quota route's cause apart: calls that waited for a grant (a
             // Raft round trip) show here; stalls elsewhere do not.
             waits: must(HistogramVec::new(
@@ -92,6 +97,7 @@ impl QuotaMetrics {
             Box::new(m.granted.clone()),
             Box::new(m.balance.clone()),
             Box::new(m.buckets.clone()),
+            Box::new(m.usage_queue.clone()),
             Box::new(m.waits.clone()),
             Box::new(m.passes.clone()),
         ] {
@@ -126,6 +132,10 @@ impl QuotaMetrics {
 
     pub fn buckets(&self, n: usize) {
         self.buckets.set(n as i64);
+    }
+
+    pub fn usage_queue(&self, n: usize) {
+        self.usage_queue.set(n as i64);
     }
 
     /// A call of `policy` waited `d` for a grant (whatever came of it).

@@ -23,6 +23,7 @@ use raftgate_store::quota::{window, CounterId};
 use tokio::sync::Notify;
 
 pub use bucket::Bucket;
+use bucket::UsageQueue;
 pub use metrics::QuotaMetrics;
 pub use scope::CallScope;
 
@@ -98,6 +99,8 @@ pub struct Quotas {
     wake: Notify,
     /// Buckets calls flagged for the sync loop's next tick (each queued once).
     attention: Mutex<Vec<Arc<Bucket>>>,
+    /// Buckets with usage not reported yet (shared with every [`Permit`]).
+    usage: Arc<UsageQueue>,
     pub metrics: QuotaMetrics,
 }
 
@@ -141,6 +144,7 @@ impl RateHeaders {
 /// Units taken for an admitted call, one entry per quota.
 pub struct Permit {
     taken: Vec<(Arc<Bucket>, u64)>,
+    usage: Arc<UsageQueue>,
     pub headers: Option<RateHeaders>,
 }
 
@@ -148,7 +152,7 @@ impl Permit {
     /// Counts the units as used: a request quota is charged once the call is admitted.
     pub fn commit(self) {
         for (b, units) in &self.taken {
-            b.record_use(*units);
+            self.usage.record(b, *units);
         }
     }
 
@@ -157,7 +161,7 @@ impl Permit {
     /// charges what went over.
     pub fn settle(self, used: impl Fn(&QuotaPolicy) -> u64) {
         for (b, reserved) in &self.taken {
-            b.settle(*reserved, used(&b.policy));
+            self.usage.settle(b, *reserved, used(&b.policy));
         }
     }
 
@@ -192,6 +196,7 @@ impl Quotas {
             buckets: DashMap::new(),
             wake: Notify::new(),
             attention: Mutex::new(Vec::new()),
+            usage: Arc::default(),
             metrics: QuotaMetrics::new(registry),
         })
     }
@@ -267,6 +272,7 @@ impl Quotas {
     pub async fn admit(&self, checks: &[Check], now_ms: u64) -> Result<Permit, Rejection> {
         let mut permit = Permit {
             taken: Vec::with_capacity(checks.len()),
+            usage: self.usage.clone(),
             headers: None,
         };
         let clock = CallClock::new(now_ms);
@@ -302,7 +308,7 @@ impl Quotas {
                 Err(Taken::Unavailable | Taken::WindowEnded) if policy.fail_open => {
                     // Admitted without a lease: counted as used, never as granted.
                     self.metrics.rejected(&policy.id, "fail_open");
-                    b.record_use(units);
+                    self.usage.record(&b, units);
                 }
                 Err(Taken::Unavailable | Taken::WindowEnded) => {
                     self.metrics.rejected(&policy.id, "unavailable");

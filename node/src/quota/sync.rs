@@ -39,21 +39,24 @@ const IDLE_RETURN_PLENTY_MS: u64 = 60_000;
 /// In the last this-many milliseconds of a window of a minute or longer, a bucket in use
 /// asks for its next window's units, so the rollover makes no call wait.
 const PREFETCH_MS: u64 = 2_000;
-/// Usage is reported at least this often (and with every sync that goes anyway)...
-const USAGE_EVERY_MS: u64 = 1_000;
-/// ...unless the last report round held more counters than this per second: the next
-/// round then waits `items / USAGE_ITEMS_PER_SEC` seconds. Every item is a Raft write
-/// on every node (apply and persist), so usage reports cost the cluster a bounded rate
-/// however many counters are busy (10,000 busy keys: a round every 5 s, not 10,000
-/// items a second).
-const USAGE_ITEMS_PER_SEC: u64 = 2_000;
+/// A counter's usage goes to the ledger at most this often through the usage queue
+/// (and with every ask of its bucket, and at its window's end)...
+pub(super) const USAGE_EVERY_MS: u64 = 1_000;
+/// ...and a full pass reports at most this many counters from the queue: 2,000 a
+/// second. Every item is a Raft write on every node (apply and persist), so usage
+/// reports cost the cluster a bounded rate however many counters are busy (10,000 busy
+/// keys: each reported every 5 s). Small portions, not one burst: 10,000 items in one
+/// go are ~20 ms of apply on every node, a stall the calls served meanwhile feel.
+pub(super) const USAGE_PER_PASS: usize = 500;
+/// The local balance gauges are summed every this many full passes (about a second).
+const GAUGES_EVERY: u64 = 4;
 /// At most this many items per Raft entry; more wait for the next tick.
 pub(super) const MAX_ITEMS: usize = 4_096;
 
 pub(super) struct Batch {
     pub(super) sync: QuotaSync,
     /// [`MAX_ITEMS`] cut the pass short: buckets after the cut wait for the next tick
-    /// (a usage report then goes on where this one stopped).
+    /// (a full pass too).
     pub(super) truncated: bool,
     /// The bucket of each ask, in order.
     ask_buckets: Vec<Arc<Bucket>>,
@@ -88,14 +91,7 @@ impl Quotas {
         let mut pending: Option<Batch> = None;
         let mut last_full = Instant::now();
         let mut cut_short = false;
-        let mut last_usage_ms = 0u64;
-        // Usage report rounds: a round that the item cap cut short carries on at the next
-        // tick with the buckets it has not reported yet.
-        let mut round = 0u64;
-        let mut continuing = false;
-        // Usage items of the round under way, and the wait before the next round.
-        let mut round_items = 0u64;
-        let mut usage_every_ms = USAGE_EVERY_MS;
+        let mut full_passes = 0u64;
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
@@ -106,46 +102,21 @@ impl Quotas {
             let batch = match pending.take() {
                 Some(b) => b,
                 None => {
-                    let report =
-                        continuing || now_ms.saturating_sub(last_usage_ms) >= usage_every_ms;
-                    if report && !continuing {
-                        round += 1;
-                        round_items = 0;
-                    }
                     // A full pass cut short by the item cap dequeued flagged buckets
                     // it may not have reached: the next tick is a full pass too.
                     let started = Instant::now();
-                    let full = report || cut_short || last_full.elapsed() >= FULL_PASS;
+                    let full = cut_short || last_full.elapsed() >= FULL_PASS;
                     let b = if full {
                         let dt = last_full.elapsed().as_secs_f64();
                         last_full = Instant::now();
-                        self.collect(
-                            now_ms,
-                            dt,
-                            report.then_some(round),
-                            serial + 1,
-                            epoch,
-                            raft.id(),
-                        )
+                        full_passes += 1;
+                        let gauges = full_passes.is_multiple_of(GAUGES_EVERY);
+                        self.collect(now_ms, dt, gauges, serial + 1, epoch, raft.id())
                     } else {
                         self.collect_flagged(now_ms, serial + 1, epoch, raft.id())
                     };
                     self.metrics.pass(full, started.elapsed());
                     cut_short = b.truncated;
-                    continuing = report && b.truncated;
-                    if report {
-                        round_items += b.sync.usage.len() as u64;
-                        if !continuing {
-                            usage_every_ms = report_period_ms(round_items);
-                        }
-                    }
-                    // A round with nothing to say counts too: the next is due a period
-                    // later, not at every tick of an idle node. Usage that went with
-                    // asks does not: it covered only the asking buckets, and a node with
-                    // a call waiting at every tick would never start a round.
-                    if report && !b.truncated {
-                        last_usage_ms = now_ms;
-                    }
                     if b.sync.asks.is_empty()
                         && b.sync.returns.is_empty()
                         && b.sync.usage.is_empty()
@@ -207,14 +178,16 @@ impl Quotas {
         }
     }
 
-    /// Builds a full pass's sync: every bucket is visited — asks for buckets that need
-    /// units, hand-backs from idle ones, usage, next-window asks — and buckets whose
-    /// window is over are dropped (after reporting them).
+    /// Builds a full pass's sync: the usage queue's due counters (up to
+    /// [`USAGE_PER_PASS`]), then a visit of every bucket — asks for buckets that need
+    /// units, hand-backs from idle ones, next-window asks — and buckets whose window is
+    /// over are dropped (after reporting their usage). `gauges`: also set the local
+    /// balance gauges.
     pub(super) fn collect(
         &self,
         now_ms: u64,
         dt_secs: f64,
-        report_round: Option<u64>,
+        gauges: bool,
         serial: u64,
         epoch: u64,
         node: u64,
@@ -224,6 +197,9 @@ impl Quotas {
             b.dequeue();
         }
         let mut pass = Pass::new(self.voters(), node, epoch, serial);
+        for b in self.usage.due(now_ms, USAGE_EVERY_MS, USAGE_PER_PASS) {
+            pass.usage(&b);
+        }
         let voters = pass.sync.voters;
         let mut over = Vec::new();
         let mut balances: std::collections::BTreeMap<String, i64> = Default::default();
@@ -240,11 +216,8 @@ impl Quotas {
                 over.push(entry.key().clone());
                 continue;
             }
-            // Usage goes with every sync a bucket is in anyway, and once per report round.
-            let due = report_round.is_some_and(|r| b.enter_report_round(r));
-            // The balance gauges go with the usage reports (once per round): summing
-            // them is a map look-up per bucket.
-            if report_round.is_some() {
+            // Summing the balance gauges is a map look-up per bucket: not every pass.
+            if gauges {
                 match balances.get_mut(b.policy.id.as_str()) {
                     Some(sum) => *sum += b.balance(),
                     None => {
@@ -261,7 +234,7 @@ impl Quotas {
             if b.strict() && idle_ms < prefetch_idle_ms(b) && prefetches(b, now_ms) {
                 next_windows.push((b.clone(), target(b, rate, voters)));
             }
-            pass.visit(b, rate, due, now_ms, true);
+            pass.visit(b, rate, now_ms, true);
         }
         for key in over {
             self.buckets.remove(&key);
@@ -279,6 +252,7 @@ impl Quotas {
         for (policy, balance) in balances {
             self.metrics.balance(&policy, balance);
         }
+        self.metrics.usage_queue(self.usage.len());
         self.metrics.buckets(self.buckets.len());
         pass.into_batch(truncated)
     }
@@ -295,7 +269,7 @@ impl Quotas {
             // Dequeued before the visit: a take after it flags the bucket again.
             b.dequeue();
             if b.id.window_end_ms > now_ms {
-                pass.visit(b, b.rate(), false, now_ms, false);
+                pass.visit(b, b.rate(), now_ms, false);
             }
         }
         pass.into_batch(false)
@@ -367,12 +341,13 @@ impl Pass {
         }
     }
 
-    /// One bucket's part of a sync: its usage when `due` or when it asks; an ask when
-    /// calls wait for it or it ran low; else (`full` passes only) its units back to the
-    /// ledger when it sat idle. Sets the low mark at which calls flag it next.
-    fn visit(&mut self, b: &Arc<Bucket>, rate: f64, due: bool, now_ms: u64, full: bool) {
+    /// One bucket's part of a sync: its usage when calls wait for it (the ask goes
+    /// anyway); an ask when calls wait for it or it ran low; else (`full` passes only)
+    /// its units back to the ledger when it sat idle. Sets the low mark at which calls
+    /// flag it next.
+    fn visit(&mut self, b: &Arc<Bucket>, rate: f64, now_ms: u64, full: bool) {
         let want = b.take_want();
-        if due || want > 0 {
+        if want > 0 {
             self.usage(b);
         }
         if !b.strict() {
@@ -410,11 +385,6 @@ fn target(b: &Bucket, rate: f64, voters: u32) -> u64 {
     ((rate * LEAD_SECS).ceil() as u64)
         .min(hold_cap(b, voters))
         .max(first_ask(b, voters))
-}
-
-/// The wait before the next usage report round after one of `items` counters.
-pub(super) fn report_period_ms(items: u64) -> u64 {
-    (items.saturating_mul(1_000) / USAGE_ITEMS_PER_SEC).max(USAGE_EVERY_MS)
 }
 
 /// How long `b` may sit unused before its units go back to the ledger.

@@ -183,7 +183,7 @@ fn strict_policy(id: &str, limit: u64, window: QuotaWindow) -> Arc<QuotaPolicy> 
 
 /// The asks of one sync at `now_ms` (node-less: one voter), by counter window start.
 fn asks_at(q: &Quotas, now_ms: u64) -> Vec<(String, u64, u64)> {
-    q.collect(now_ms, 0.05, None, 1, 1, 1)
+    q.collect(now_ms, 0.05, false, 1, 1, 1)
         .sync
         .asks
         .iter()
@@ -270,7 +270,7 @@ async fn idle_units_go_back_after_3_s_unless_a_repeating_counter_has_plenty_left
     }
     let returned_at = |now_ms| -> Vec<(String, u64)> {
         let mut r: Vec<_> = q
-            .collect(now_ms, 0.05, None, 1, 1, 1)
+            .collect(now_ms, 0.05, false, 1, 1, 1)
             .sync
             .returns
             .iter()
@@ -290,62 +290,87 @@ async fn idle_units_go_back_after_3_s_unless_a_repeating_counter_has_plenty_left
     assert_eq!(plenty.balance(), 9);
 }
 
-#[tokio::test]
-async fn a_usage_report_cut_short_by_the_item_cap_goes_on_where_it_stopped() {
-    let q = engine();
-    let p = policy("many", 1_000_000, QuotaMode::Local, false);
-    let keys = sync::MAX_ITEMS + 10;
-    for i in 0..keys {
-        let b = q.bucket(&p, &format!("api_key=k{i}"), NOW);
-        assert!(b.try_take(1, NOW));
-        b.record_use(1);
-    }
-    let first = q.collect(NOW, 0.05, Some(1), 1, 1, 1);
-    assert!(first.truncated);
-    assert_eq!(first.sync.usage.len(), sync::MAX_ITEMS);
-    // Every counter keeps being used (a busy node): the rest of the round still comes
-    // next, not the counters already reported again.
-    let all: Vec<_> = (0..keys)
-        .map(|i| q.bucket(&p, &format!("api_key=k{i}"), NOW))
-        .collect();
-    for b in &all {
-        b.record_use(1);
-    }
-    let second = q.collect(NOW + 50, 0.05, Some(1), 2, 1, 1);
-    assert!(!second.truncated);
-    assert_eq!(second.sync.usage.len(), 10);
-    assert!(second.sync.usage.iter().all(|u| u.units == 2));
-    let mut reported: Vec<String> = first
+/// The usage items of a full pass at `now_ms`, as (key, units), sorted.
+fn usage_at(q: &Quotas, now_ms: u64, serial: u64) -> Vec<(String, u64)> {
+    let mut u: Vec<_> = q
+        .collect(now_ms, 0.05, false, serial, 1, 1)
         .sync
         .usage
         .iter()
-        .chain(&second.sync.usage)
-        .map(|u| u.counter.key.clone())
+        .map(|u| (u.counter.key.clone(), u.units))
         .collect();
-    reported.sort();
-    reported.dedup();
-    assert_eq!(reported.len(), keys, "every counter reported once");
-    // The next round starts over and carries what was used meanwhile.
-    let third = q.collect(NOW + 1_050, 0.05, Some(2), 3, 1, 1);
-    assert!(third.truncated);
-    assert_eq!(third.sync.usage.len(), sync::MAX_ITEMS);
-    assert!(third.sync.usage.iter().all(|u| u.units == 1));
+    u.sort();
+    u
 }
 
-#[test]
-fn usage_rounds_of_many_counters_are_spaced_to_a_bounded_item_rate() {
+#[tokio::test]
+async fn usage_of_many_counters_goes_out_a_bounded_portion_per_pass_oldest_first() {
+    let q = engine();
+    let p = policy("many", 1_000_000, QuotaMode::Local, false);
+    let keys = 2 * sync::USAGE_PER_PASS + 100;
+    let admit = |i: usize| {
+        let q = q.clone();
+        let p = p.clone();
+        async move {
+            q.admit(&[check(&p, &format!("api_key=k{i:05}"), 1)], NOW)
+                .await
+                .unwrap()
+                .commit();
+        }
+    };
+    for i in 0..keys {
+        admit(i).await;
+    }
+    // Calls after their bucket was queued do not queue it again.
+    admit(0).await;
+    assert_eq!(q.usage.len(), keys);
+    let mut reported = Vec::new();
+    for (n, expect) in [sync::USAGE_PER_PASS, sync::USAGE_PER_PASS, 100, 0]
+        .into_iter()
+        .enumerate()
+    {
+        let round = usage_at(&q, NOW + 250 * n as u64, n as u64 + 1);
+        assert_eq!(round.len(), expect, "pass {n}");
+        if let (Some(first), Some(last)) = (round.first(), round.last()) {
+            // Oldest first: each pass takes the next keys in the order they were used.
+            let at = n * sync::USAGE_PER_PASS;
+            assert_eq!(first.0, format!("api_key=k{at:05}"));
+            assert_eq!(last.0, format!("api_key=k{:05}", at + expect - 1));
+        }
+        reported.extend(round);
+    }
+    reported.sort();
+    assert_eq!(reported.len(), keys, "every counter reported once");
+    assert_eq!(reported[0], ("api_key=k00000".to_string(), 2));
+    assert!(reported[1..].iter().all(|(_, units)| *units == 1));
+    assert_eq!(q.usage.len(), 0);
+    // Used again at once: queued again, but reported no sooner than a second after its
+    // last report.
+    admit(7).await;
+    assert_eq!(usage_at(&q, NOW + 900, 5), vec![]);
     assert_eq!(
-        sync::report_period_ms(0),
-        1_000,
-        "an idle node: every second"
+        usage_at(&q, NOW + 1_000, 6),
+        vec![("api_key=k00007".to_string(), 1)]
     );
-    assert_eq!(sync::report_period_ms(2_000), 1_000);
-    assert_eq!(sync::report_period_ms(4_096 + 10), 2_053);
-    assert_eq!(
-        sync::report_period_ms(10_000),
-        5_000,
-        "10,000 busy keys: every 5 s"
-    );
+}
+
+#[tokio::test]
+async fn usage_that_went_with_an_ask_or_a_window_end_is_not_reported_twice() {
+    let q = engine();
+    let p = policy("w", 1_000_000, QuotaMode::Local, false);
+    q.admit(&[check(&p, "api_key=a", 1)], NOW)
+        .await
+        .unwrap()
+        .commit();
+    let b = q.bucket(&p, "api_key=a", NOW);
+    // The window ends (NOW is 52.877 s into its minute): the pass that drops the bucket
+    // reports its usage once, through the queue or the window's end.
+    let end = b.id.window_end_ms;
+    let first = usage_at(&q, end, 1);
+    assert_eq!(first, vec![("api_key=a".to_string(), 1)]);
+    assert_eq!(q.bucket_count(), 0);
+    assert_eq!(q.usage.len(), 0);
+    assert_eq!(usage_at(&q, end + 2_000, 2), vec![]);
 }
 
 #[tokio::test]
