@@ -244,8 +244,19 @@ async fn fixed_budget_is_never_exceeded_across_three_nodes_and_usage_reports_it(
         ));
         assert!(
             text.contains("raftgate_quota_buckets")
-                && text.contains("raftgate_quota_granted_units_total"),
+                && text.contains("raftgate_quota_granted_units_total")
+                && text.contains("raftgate_quota_usage_queue"),
             "node {} exports the quota gauges",
+            i + 1
+        );
+        // Every node's sync loop visits all its buckets every 250 ms, timed.
+        assert!(
+            metric(
+                &text,
+                "raftgate_quota_pass_seconds_count",
+                &[("pass", "full")]
+            ) >= 1.0,
+            "node {} times its full passes",
             i + 1
         );
     }

@@ -126,9 +126,11 @@ impl Bucket {
     /// put the bucket in the [`UsageQueue`] (it was not queued).
     #[must_use]
     fn record_use(&self, units: u64) -> bool {
-        self.unreported.fetch_add(units, Ordering::Relaxed);
-        !self.usage_queued.load(Ordering::Relaxed)
-            && !self.usage_queued.swap(true, Ordering::AcqRel)
+        // SeqCst here and in `UsageQueue::due` (which clears the flag, then reads the
+        // usage): either `due` sees these units or this call sees the flag cleared and
+        // queues the bucket again — units are never left unqueued until the window ends.
+        self.unreported.fetch_add(units, Ordering::SeqCst);
+        !self.usage_queued.load(Ordering::SeqCst) && !self.usage_queued.swap(true, Ordering::SeqCst)
     }
 
     /// Settles a reservation: returns what was not used, or charges what went over
@@ -292,8 +294,8 @@ impl UsageQueue {
                 break;
             }
             let Some(b) = q.pop_front() else { break };
-            b.usage_queued.store(false, Ordering::Release);
-            if b.unreported.load(Ordering::Acquire) > 0 {
+            b.usage_queued.store(false, Ordering::SeqCst);
+            if b.unreported.load(Ordering::SeqCst) > 0 {
                 b.usage_reported_ms.store(now_ms, Ordering::Relaxed);
                 out.push(b);
             }
