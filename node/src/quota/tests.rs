@@ -356,21 +356,48 @@ async fn usage_of_many_counters_goes_out_a_bounded_portion_per_pass_oldest_first
 
 #[tokio::test]
 async fn usage_that_went_with_an_ask_or_a_window_end_is_not_reported_twice() {
+    // With an ask: a call waits on the bucket, so its usage goes with the ask; the queue
+    // then lets it go without an item.
+    let q = engine();
+    let s = strict_policy("s", 1_000_000, QuotaWindow::Minute);
+    let b = q.bucket(&s, "api_key=b", NOW);
+    q.usage.record(&b, 3);
+    b.add_want(1, NOW);
+    q.flag(&b);
+    let quick = q.collect_flagged(NOW, 1, 1, 1);
+    assert_eq!(quick.sync.asks.len(), 1);
+    let with_ask: Vec<_> = quick.sync.usage.iter().map(|u| u.units).collect();
+    assert_eq!(with_ask, [3]);
+    assert_eq!(usage_at(&q, NOW + 250, 2), vec![]);
+    assert_eq!(q.usage.len(), 0);
+
+    // At a window's end: reported through the queue, used again, and the window ends
+    // before the queue may report it again — the pass that drops it reports that use.
     let q = engine();
     let p = policy("w", 1_000_000, QuotaMode::Local, false);
-    q.admit(&[check(&p, "api_key=a", 1)], NOW)
-        .await
-        .unwrap()
-        .commit();
-    let b = q.bucket(&p, "api_key=a", NOW);
-    // The window ends (NOW is 52.877 s into its minute): the pass that drops the bucket
-    // reports its usage once, through the queue or the window's end.
-    let end = b.id.window_end_ms;
-    let first = usage_at(&q, end, 1);
-    assert_eq!(first, vec![("api_key=a".to_string(), 1)]);
+    let use_once = || async {
+        q.admit(&[check(&p, "api_key=a", 1)], NOW)
+            .await
+            .unwrap()
+            .commit();
+    };
+    use_once().await;
+    let end = q.bucket(&p, "api_key=a", NOW).id.window_end_ms;
+    assert_eq!(
+        usage_at(&q, end - 500, 1),
+        vec![("api_key=a".to_string(), 1)]
+    );
+    use_once().await;
+    use_once().await;
+    assert_eq!(
+        q.usage.len(),
+        1,
+        "queued, due a second after its last report"
+    );
+    assert_eq!(usage_at(&q, end, 2), vec![("api_key=a".to_string(), 2)]);
     assert_eq!(q.bucket_count(), 0);
+    assert_eq!(usage_at(&q, end + 1_000, 3), vec![]);
     assert_eq!(q.usage.len(), 0);
-    assert_eq!(usage_at(&q, end + 2_000, 2), vec![]);
 }
 
 #[tokio::test]
