@@ -138,6 +138,9 @@ pub struct Outcome {
     pub trace: Option<CallTrace>,
     /// Body prefixes kept for the call log (routes with a `capture` policy).
     pub capture: Option<crate::proxy::capture::Slots>,
+    /// The admitted call's `RateLimit-*` values (a route with quotas), written straight
+    /// onto the response: through `extra` each header was inserted twice.
+    pub rate: Option<crate::quota::RateHeaders>,
 }
 
 impl Outcome {
@@ -522,6 +525,7 @@ mod tests {
             calls: None,
             trace: None,
             capture: None,
+            rate: None,
         }
     }
 

@@ -168,6 +168,7 @@ pub async fn handle(
         calls: dp.call_log.clone(),
         trace: dp.tracer.get().map(|t| t.begin(&parts.headers)),
         capture: None,
+        rate: None,
     };
     let mut extra = HeaderMap::new();
     let shield = dp.shield.get().map(|s| &**s);
@@ -234,6 +235,9 @@ pub async fn handle(
     };
     if !extra.is_empty() {
         resp.headers_mut().extend(extra);
+    }
+    if let Some(h) = &outcome.rate {
+        h.write(resp.headers_mut());
     }
     if let Some(t) = resp.extensions_mut().remove::<crate::llm::LlmTrace>() {
         outcome.llm = Some(t);
@@ -426,7 +430,7 @@ async fn route_and_forward(
     // Phase 4: quotas. Units come from this node's local balances; a call waits for
     // Raft only when its counter's balance ran dry.
     if !route.quotas.is_empty() {
-        check_quotas(quotas, &route, identity.as_ref(), extra).await?;
+        outcome.rate = check_quotas(quotas, &route, identity.as_ref(), extra).await?;
     }
 
     // Phase 5: the body. The route's limit, else the node's default (`limits`).

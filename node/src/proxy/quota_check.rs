@@ -8,16 +8,18 @@ use raftgate_store::model::QuotaWindow;
 use crate::proxy::auth::Identity;
 use crate::proxy::compile::RouteRt;
 use crate::proxy::forward::{fail, unix_ms, Failure};
-use crate::quota::{CallScope, Check, Quotas, Rejection};
+use crate::quota::{CallScope, Check, Quotas, RateHeaders, Rejection};
 
 /// Admits the call against every quota of the route (one unit each), or refuses it:
 /// 429 when a limit is reached, 503 when no grant could be had (no leader reachable).
+/// An admitted call's `RateLimit-*` values are returned, for the response whatever
+/// answers it; a refusal writes its headers into `extra`.
 pub(crate) async fn check_quotas(
     quotas: &Quotas,
     route: &RouteRt,
     id: Option<&Identity>,
     extra: &mut HeaderMap,
-) -> Result<(), Failure> {
+) -> Result<Option<RateHeaders>, Failure> {
     let scope = CallScope {
         api_key: id.and_then(|i| i.key_id.as_deref()),
         consumer: id.map(|i| i.consumer.as_str()),
@@ -37,11 +39,9 @@ pub(crate) async fn check_quotas(
         .collect();
     match quotas.admit(&checks, unix_ms()).await {
         Ok(permit) => {
-            if let Some(h) = &permit.headers {
-                h.write(extra);
-            }
+            let headers = permit.headers;
             permit.commit();
-            Ok(())
+            Ok(headers)
         }
         Err(Rejection::Exhausted {
             policy,

@@ -16,6 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use raftgate_raft::RaftNode;
 use raftgate_store::model::{QuotaMode, QuotaPolicy, QuotaWindow};
@@ -30,24 +31,25 @@ pub use scope::CallScope;
 /// How long a call waits for a grant before it is refused (or admitted, `fail_open`).
 pub const GRANT_WAIT: Duration = Duration::from_millis(1_500);
 
-/// A bucket's place in [`Quotas::buckets`]. Looked up through [`KeyView`], so a call
-/// finds its bucket without allocating the key.
-#[derive(Debug, Clone)]
-struct BucketKey {
-    policy: String,
-    key: String,
-    window_start_ms: u64,
-}
+/// A bucket as its own key in [`Quotas::buckets`]: `(policy, key, window start)` read
+/// from its counter id. A slot is one pointer, so 10,000 buckets' slots take 80 KB and
+/// stay in the core's cache; with the key inline a slot was 64 bytes (640 KB), and the
+/// look-up's slot load was the admission's costliest instruction at 10,000 keys
+/// (`node/examples/quota_admit.rs`).
+#[derive(Clone)]
+struct Keyed(Arc<Bucket>);
 
-/// `(policy, key, window start)` of a bucket, owned ([`BucketKey`]) or borrowed from the
-/// call: the map hashes and compares both alike (the `Borrow` look-up idiom).
+/// `(policy, key, window start)` of a bucket, held ([`Keyed`]) or borrowed from the call:
+/// the map hashes and compares both alike (the `Borrow` look-up idiom), so a call finds
+/// its bucket without allocating the key.
 trait KeyView {
     fn parts(&self) -> (&str, &str, u64);
 }
 
-impl KeyView for BucketKey {
+impl KeyView for Keyed {
     fn parts(&self) -> (&str, &str, u64) {
-        (&self.policy, &self.key, self.window_start_ms)
+        let id = &self.0.id;
+        (&id.policy, &id.key, id.window_start_ms)
     }
 }
 
@@ -71,21 +73,21 @@ impl PartialEq for dyn KeyView + '_ {
 
 impl Eq for dyn KeyView + '_ {}
 
-impl Hash for BucketKey {
+impl Hash for Keyed {
     fn hash<H: Hasher>(&self, state: &mut H) {
         (self as &dyn KeyView).hash(state);
     }
 }
 
-impl PartialEq for BucketKey {
+impl PartialEq for Keyed {
     fn eq(&self, other: &Self) -> bool {
         self.parts() == other.parts()
     }
 }
 
-impl Eq for BucketKey {}
+impl Eq for Keyed {}
 
-impl<'a> Borrow<dyn KeyView + 'a> for BucketKey {
+impl<'a> Borrow<dyn KeyView + 'a> for Keyed {
     fn borrow(&self) -> &(dyn KeyView + 'a) {
         self
     }
@@ -94,7 +96,10 @@ impl<'a> Borrow<dyn KeyView + 'a> for BucketKey {
 /// This node's side of every quota.
 pub struct Quotas {
     raft: Option<RaftNode>,
-    buckets: DashMap<BucketKey, Arc<Bucket>>,
+    /// Hashed with foldhash, seeded per process (keys cannot be picked to collide):
+    /// with one key, SipHash cost as much as the rest of the look-up
+    /// (`node/examples/quota_admit.rs`).
+    buckets: DashMap<Keyed, (), foldhash::fast::RandomState>,
     /// Wakes the sync loop early: a call is waiting for a grant.
     wake: Notify,
     /// Buckets calls flagged for the sync loop's next tick (each queued once).
@@ -193,7 +198,7 @@ impl Quotas {
     pub fn new(raft: Option<RaftNode>, registry: &prometheus::Registry) -> Arc<Quotas> {
         Arc::new(Quotas {
             raft,
-            buckets: DashMap::new(),
+            buckets: DashMap::default(),
             wake: Notify::new(),
             attention: Mutex::new(Vec::new()),
             usage: Arc::default(),
@@ -220,36 +225,38 @@ impl Quotas {
         let (start, end) = window::bounds(policy.window, now_ms);
         let view: (&str, &str, u64) = (&policy.id, key, start);
         if let Some(b) = self.buckets.get(&view as &dyn KeyView) {
-            if same_counting(&b.policy, policy) {
-                return b.clone();
+            if same_counting(&b.key().0.policy, policy) {
+                return b.key().0.clone();
             }
         }
-        let fresh = || {
-            let id = CounterId {
-                policy: policy.id.clone(),
-                key: key.to_string(),
-                window_start_ms: start,
-                window_end_ms: end,
-            };
-            let admitted = self.metrics.admitted(&policy.id);
-            Arc::new(Bucket::new(
-                id,
-                policy.clone(),
-                self.voters(),
-                now_ms,
-                admitted,
-            ))
-        };
-        let k = BucketKey {
+        let id = CounterId {
             policy: policy.id.clone(),
             key: key.to_string(),
             window_start_ms: start,
+            window_end_ms: end,
         };
-        let mut entry = self.buckets.entry(k).or_insert_with(fresh);
-        if !same_counting(&entry.policy, policy) {
-            *entry = fresh();
+        let admitted = self.metrics.admitted(&policy.id);
+        let fresh = Arc::new(Bucket::new(
+            id,
+            policy.clone(),
+            self.voters(),
+            now_ms,
+            admitted,
+        ));
+        match self.buckets.entry(Keyed(fresh.clone())) {
+            // Another call created it meanwhile: `fresh` is dropped unused.
+            Entry::Occupied(e) if same_counting(&e.key().0.policy, policy) => e.key().0.clone(),
+            // Made for a policy that counted differently: replaced, key and all (the old
+            // bucket's unreported usage still goes out through the usage queue).
+            Entry::Occupied(e) => {
+                e.replace_entry(());
+                fresh
+            }
+            Entry::Vacant(e) => {
+                e.insert(());
+                fresh
+            }
         }
-        entry.clone()
     }
 
     /// The bucket of the window after `b`'s, created now for a prefetch; `None` when it
@@ -275,18 +282,20 @@ impl Quotas {
             usage: self.usage.clone(),
             headers: None,
         };
-        let clock = CallClock::new(now_ms);
+        // Started at the call's first wait: a call its buckets admit at once reads no
+        // clock beyond `now_ms`.
+        let mut clock = None;
         for Check { policy, key, units } in checks {
             let units = *units;
-            let mut now_ms = now_ms;
+            let mut now_ms = clock.as_ref().map_or(now_ms, CallClock::now_ms);
             let mut b = self.bucket(policy, key, now_ms);
-            let mut taken = self.acquire(&b, units, &clock).await;
+            let mut taken = self.acquire(&b, units, now_ms, &mut clock).await;
             // A call that waited past its window's end moves to the next window (the old
             // window's bucket is gone with it, and no grant for it will come).
             while matches!(taken, Err(Taken::WindowEnded)) {
-                now_ms = clock.now_ms();
+                now_ms = clock.as_ref().map_or(now_ms, CallClock::now_ms);
                 b = self.bucket(policy, key, now_ms);
-                taken = self.acquire(&b, units, &clock).await;
+                taken = self.acquire(&b, units, now_ms, &mut clock).await;
             }
             match taken {
                 Ok(()) => {
@@ -328,16 +337,24 @@ impl Quotas {
         Ok(permit)
     }
 
-    /// Takes `units` from `b`, waiting (until `deadline`) for a grant when it holds too
-    /// few. [`Taken::WindowEnded`] when `b`'s window ends first: the caller moves on to
-    /// the next window's bucket.
-    async fn acquire(&self, b: &Arc<Bucket>, units: u64, clock: &CallClock) -> Result<(), Taken> {
-        if self.take(b, units, clock.now_ms()) {
+    /// Takes `units` from `b` at `now_ms`, waiting (until the call's deadline) for a grant
+    /// when it holds too few; `clock` is the call's, started here at its first wait.
+    /// [`Taken::WindowEnded`] when `b`'s window ends first: the caller moves on to the
+    /// next window's bucket.
+    async fn acquire(
+        &self,
+        b: &Arc<Bucket>,
+        units: u64,
+        now_ms: u64,
+        clock: &mut Option<CallClock>,
+    ) -> Result<(), Taken> {
+        if self.take(b, units, now_ms) {
             return Ok(());
         }
         if !b.strict() || units > b.policy.limit {
             return Err(Taken::Exhausted);
         }
+        let clock = clock.get_or_insert_with(|| CallClock::new(now_ms));
         let mut waiting_since = None;
         let taken = self
             .wait_for_grant(b, units, clock, &mut waiting_since)

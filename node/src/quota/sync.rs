@@ -14,7 +14,7 @@ use raftgate_store::quota::{QuotaReply, QuotaSync, Units};
 use raftgate_store::{Command, Op};
 use tokio::sync::watch;
 
-use super::{Bucket, Quotas};
+use super::{Bucket, Keyed, Quotas};
 use crate::proxy::unix_ms;
 
 /// Sync period when nothing waits. A tick visits only the buckets calls flagged (see
@@ -210,10 +210,10 @@ impl Quotas {
                 truncated = true;
                 break;
             }
-            let b = entry.value();
+            let b = &entry.key().0;
             if b.id.window_end_ms <= now_ms {
                 pass.usage(b);
-                over.push(entry.key().clone());
+                over.push(b.clone());
                 continue;
             }
             // Summing the balance gauges is a map look-up per bucket: not every pass.
@@ -236,8 +236,10 @@ impl Quotas {
             }
             pass.visit(b, rate, now_ms, true);
         }
-        for key in over {
-            self.buckets.remove(&key);
+        for b in over {
+            // This very bucket: not one that replaced it meanwhile under the same key.
+            self.buckets
+                .remove_if(&Keyed(b.clone()), |k, _| Arc::ptr_eq(&k.0, &b));
         }
         // Next windows' buckets, created outside the iteration over the map. Each is
         // asked for once: when it exists already, it had its ask (or calls of its own).

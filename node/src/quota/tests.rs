@@ -454,3 +454,46 @@ async fn ticks_between_full_passes_visit_only_the_buckets_calls_flagged() {
     c.grant(10, 900_000, NOW + 200);
     assert!(waiting.await.unwrap(), "the waiting call took the grant");
 }
+
+#[tokio::test]
+async fn a_policy_that_counts_differently_replaces_its_bucket_and_ended_windows_leave_the_map() {
+    let q = engine();
+    let old = policy("swap", 10, QuotaMode::Local, false);
+    for _ in 0..3 {
+        q.admit(&[check(&old, "api_key=a", 1)], NOW)
+            .await
+            .unwrap()
+            .commit();
+    }
+    let first = q.bucket(&old, "api_key=a", NOW);
+    assert_eq!(first.balance(), 7);
+    // A limit change in local mode changes what each node may admit: a new bucket
+    // under the same key, which the map now returns.
+    let new = policy("swap", 20, QuotaMode::Local, false);
+    let permit = q.admit(&[check(&new, "api_key=a", 1)], NOW).await.unwrap();
+    assert_eq!(permit.headers.map(|h| h.remaining), Some(19));
+    permit.commit();
+    let second = q.bucket(&new, "api_key=a", NOW);
+    assert!(!Arc::ptr_eq(&first, &second));
+    assert_eq!(q.bucket_count(), 1);
+    // The old bucket's usage is not lost with it: both go out through the usage queue.
+    assert_eq!(
+        usage_at(&q, NOW, 1),
+        vec![("api_key=a".to_string(), 1), ("api_key=a".to_string(), 3)]
+    );
+    // Another key in the same window, then both windows end: the pass drops them.
+    q.admit(&[check(&new, "api_key=b", 1)], NOW)
+        .await
+        .unwrap()
+        .commit();
+    assert_eq!(q.bucket_count(), 2);
+    let ended = NOW + 60_000;
+    assert_eq!(usage_at(&q, ended, 2), vec![("api_key=b".to_string(), 1)]);
+    assert_eq!(q.bucket_count(), 0);
+    // The next window's bucket starts over.
+    let permit = q
+        .admit(&[check(&new, "api_key=a", 1)], ended)
+        .await
+        .unwrap();
+    assert_eq!(permit.headers.map(|h| h.remaining), Some(19));
+}
