@@ -11,7 +11,8 @@
 //! Run: `cargo run --release -p raftgate-node --example quota_admit` (`CALLS`, `KEYS`,
 //! `POLLUTE_KB` override the defaults). A local-mode policy, so a node-less engine
 //! admits from its balance: the same look-up, take and usage record as a strict bucket
-//! holding units.
+//! holding units. Each call goes through the runtime's `block_on`, the same in every row:
+//! the figures compare key counts and builds, not the proxy's absolute cost.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ fn env_list(name: &str, default: &str) -> Vec<usize> {
         .unwrap_or_else(|_| default.to_string())
         .split(',')
         .filter_map(|v| v.trim().parse().ok())
+        .filter(|&n: &usize| n > 0 || name == "POLLUTE_KB")
         .collect()
 }
 
@@ -53,9 +55,6 @@ fn run(rt: &tokio::runtime::Runtime, keys: usize, calls: usize, pollute_kb: usiz
     let mut pollute = |junk: &mut Vec<u64>| {
         // One write per cache line of a sliding window over `junk`.
         for _ in 0..junk.len().min(512) {
-            if junk.is_empty() {
-                break;
-            }
             junk[cursor] = junk[cursor].wrapping_add(1);
             cursor = (cursor + 8) % junk.len();
         }
@@ -100,7 +99,10 @@ fn run(rt: &tokio::runtime::Runtime, keys: usize, calls: usize, pollute_kb: usiz
 }
 
 fn main() {
-    let calls = env_list("CALLS", "2000000")[0];
+    let calls = env_list("CALLS", "2000000")
+        .first()
+        .copied()
+        .unwrap_or(2_000_000);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
