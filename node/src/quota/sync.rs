@@ -60,6 +60,9 @@ pub(super) struct Batch {
     pub(super) truncated: bool,
     /// The bucket of each ask, in order.
     ask_buckets: Vec<Arc<Bucket>>,
+    /// The bucket of each usage report and of each hand-back, in order.
+    usage_buckets: Vec<Arc<Bucket>>,
+    return_buckets: Vec<Arc<Bucket>>,
 }
 
 /// An epoch for this process's syncs above every one this node used before: the
@@ -155,6 +158,7 @@ impl Quotas {
                         // (a clock stepped back across a restart).
                         self.metrics.sync(false);
                         tracing::warn!(error = %e, "quota sync refused");
+                        self.refused(&batch);
                         epoch = next_epoch(&raft, epoch.saturating_add(1));
                         serial = 0;
                         // Waiting calls ask again with the next sync.
@@ -277,6 +281,18 @@ impl Quotas {
         pass.into_batch(false)
     }
 
+    /// A sync the ledger refused whole changed nothing there: its usage goes back to be
+    /// reported again (else the usage API undercounts it for good) and its hand-backs
+    /// to their buckets (the ledger still counts them as this node's).
+    pub(super) fn refused(&self, batch: &Batch) {
+        for (b, u) in batch.usage_buckets.iter().zip(&batch.sync.usage) {
+            self.usage.record(b, u.units);
+        }
+        for (b, u) in batch.return_buckets.iter().zip(&batch.sync.returns) {
+            b.put_back(u.units);
+        }
+    }
+
     fn apply_reply(&self, batch: &Batch, reply: &QuotaReply, now_ms: u64) {
         for (i, b) in batch.ask_buckets.iter().enumerate() {
             let g = reply.grants.get(i).copied().unwrap_or_default();
@@ -291,8 +307,10 @@ impl Quotas {
 /// One pass's sync under construction.
 struct Pass {
     sync: QuotaSync,
-    /// The bucket of each ask, in order.
+    /// The bucket of each ask, usage report and hand-back, in order.
     ask_buckets: Vec<Arc<Bucket>>,
+    usage_buckets: Vec<Arc<Bucket>>,
+    return_buckets: Vec<Arc<Bucket>>,
     items: usize,
 }
 
@@ -309,6 +327,8 @@ impl Pass {
                 usage: Vec::new(),
             },
             ask_buckets: Vec::new(),
+            usage_buckets: Vec::new(),
+            return_buckets: Vec::new(),
             items: 0,
         }
     }
@@ -317,6 +337,8 @@ impl Pass {
         Batch {
             sync: self.sync,
             ask_buckets: self.ask_buckets,
+            usage_buckets: self.usage_buckets,
+            return_buckets: self.return_buckets,
             truncated,
         }
     }
@@ -332,13 +354,14 @@ impl Pass {
     }
 
     /// Adds `b`'s unreported usage, if any.
-    fn usage(&mut self, b: &Bucket) {
+    fn usage(&mut self, b: &Arc<Bucket>) {
         let used = b.take_unreported();
         if used > 0 {
             self.sync.usage.push(Units {
                 counter: b.id.clone(),
                 units: used,
             });
+            self.usage_buckets.push(b.clone());
             self.items += 1;
         }
     }
@@ -375,6 +398,7 @@ impl Pass {
                     counter: b.id.clone(),
                     units: back,
                 });
+                self.return_buckets.push(b.clone());
                 self.items += 1;
             }
         }

@@ -497,3 +497,29 @@ async fn a_policy_that_counts_differently_replaces_its_bucket_and_ended_windows_
         .unwrap();
     assert_eq!(permit.headers.map(|h| h.remaining), Some(19));
 }
+
+#[tokio::test]
+async fn a_refused_sync_gives_its_usage_and_hand_backs_back_to_their_buckets() {
+    let q = engine();
+    let p = strict_policy("r", 1_000, QuotaWindow::Hour);
+    // Used 10 s ago, with little left in the cluster: the pass hands its units back.
+    let used = NOW - 10_000;
+    let b = q.bucket(&p, "k", used);
+    b.grant(50, 400, used);
+    q.admit(&[check(&p, "k", 3)], used).await.unwrap().commit();
+    let batch = q.collect(NOW, 0.05, false, 1, 1, 1);
+    let items = |u: &[raftgate_store::quota::Units]| -> Vec<(String, u64)> {
+        u.iter().map(|u| (u.counter.key.clone(), u.units)).collect()
+    };
+    assert_eq!(items(&batch.sync.usage), [("k".to_string(), 3)]);
+    assert_eq!(items(&batch.sync.returns), [("k".to_string(), 47)]);
+    assert_eq!(b.balance(), 0);
+    // The ledger refuses the sync whole (a stale epoch): nothing of it happened.
+    q.refused(&batch);
+    assert_eq!(b.balance(), 47, "the units are this node's again");
+    assert_eq!(
+        usage_at(&q, NOW + 1_000, 2),
+        [("k".to_string(), 3)],
+        "the usage goes out again"
+    );
+}
