@@ -12,11 +12,14 @@
 # Environment: DURATION (10) seconds per measured run, ROUNDS (3) pairs of runs per row
 # (no-quota then quota, quota then no-quota, ...: the order alternates so drift over a
 # row does not land on one side; the report shows medians), CONNS (64) connections of the
-# throughput run, LOW_CONNS (4) of the moderate-load run (0 skips it), WARMUP (3) seconds,
+# throughput run, LOW_CONNS (4) of the moderate-load run (0 skips it), LOW_PACE_MS (0; N:
+# each LOW_CONNS connection waits a random 0..2N ms before each request, so the offered
+# load is about LOW_CONNS / N calls per ms whatever the node's speed), WARMUP (3) seconds,
 # KEYS (1,100,10000), NODES (1,3), LIMIT (100000000 per minute per key), BUILD (1; 0 uses
 # existing binaries), PROXY_CPU (0), LOAD_CPU (1), PEERS_CPU (PROXY_CPU: the CPU of the
 # 3-node cluster's nodes wrk does not talk to), KEY_PARALLEL (32) concurrent key
-# creations, KEEP_WORK (0; 1 keeps the temp dir with logs and wrk output).
+# creations, KEEP_WORK (0; 1 keeps the temp dir with logs and wrk output), NODE_ENV
+# (extra KEY=VALUE words for every node, e.g. "RAFTGATE_CALL_LOG=false").
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,6 +31,7 @@ DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 CONNS="${CONNS:-64}"
 LOW_CONNS="${LOW_CONNS:-4}"
+LOW_PACE_MS="${LOW_PACE_MS:-0}"
 WARMUP="${WARMUP:-3}"
 KEYS="${KEYS:-1,100,10000}"
 NODES="${NODES:-1,3}"
@@ -42,7 +46,7 @@ KEEP_WORK="${KEEP_WORK:-0}"
 log() { printf '[quota-bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for v in DURATION ROUNDS CONNS LOW_CONNS WARMUP LIMIT PROXY_CPU LOAD_CPU KEY_PARALLEL; do
+for v in DURATION ROUNDS CONNS LOW_CONNS LOW_PACE_MS WARMUP LIMIT PROXY_CPU LOAD_CPU KEY_PARALLEL; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((DURATION >= 1 && DURATION <= 600)) || die "DURATION must be 1..600"
@@ -100,9 +104,10 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------------------- wrk
 
 # The wrk script: one `Authorization: Bearer` per request, rotating over a key file
-# (one plaintext key per line), starting at a random key.
+# (one plaintext key per line), starting at a random key. With PACE > 0 (ms) every
+# connection waits a random 0..2*PACE ms before each request (a paced closed loop).
 write_lua() {
-    local keys_file="$1" out="$2"
+    local keys_file="$1" out="$2" pace="${3:-0}"
     cat >"$out" <<EOF
 local keys = {}
 for line in io.lines("$keys_file") do
@@ -115,14 +120,21 @@ request = function()
   return wrk.format(nil, nil, { ["Authorization"] = keys[i] })
 end
 EOF
+    if ((pace > 0)); then
+        echo "function delay() return math.random(0, $((2 * pace))) end" >>"$out"
+    fi
 }
 
-# "WRITES UNAVAILABLE EXHAUSTED WAITS WAIT_SECS PASSES PASS_SECS PASSES_OVER_1MS":
+# "WRITES UNAVAILABLE EXHAUSTED WAITS WAIT_SECS PASSES PASS_SECS PASSES_OVER_1MS
+#  CALLS CALLS_UNDER_1MS CALLS_UNDER_2_5MS TRIES TRIES_UNDER_1MS TRIES_UNDER_2_5MS":
 # raftgate_quota_sync_writes_total (every result), raftgate_quota_rejected_total by
 # reason and the calls that waited for a grant (raftgate_quota_wait_seconds count and
 # sum), summed over the given admin URLs; then the full passes of the sync loop
 # (raftgate_quota_pass_seconds{pass="full"}: count, sum, how many took over 1 ms) of the
-# last URL only — the node wrk talks to, whose one runtime thread a pass stalls.
+# last URL only — the node wrk talks to, whose one runtime thread a pass stalls; then,
+# of that node too, its calls (raftgate_http_request_duration_seconds: request to
+# response headers) and upstream tries (raftgate_upstream_duration_seconds): counts, and
+# how many took under 1 ms and under 2.5 ms (the histograms' bucket bounds).
 quota_counters() {
     local admin last="${*: -1}"
     for admin in "$@"; do
@@ -137,7 +149,19 @@ quota_counters() {
         admin == last && /^raftgate_quota_pass_seconds_count\{pass="full"/ {pc = $NF}
         admin == last && /^raftgate_quota_pass_seconds_sum\{pass="full"/ {ps = $NF}
         admin == last && /^raftgate_quota_pass_seconds_bucket\{/ && /pass="full"/ && /le="0.001"/ {p1 = $NF}
-        END {printf "%d %d %d %d %.6f %d %.6f %d\n", w, u, e, n, t, pc, ps, pc - p1}'
+        admin == last && /^raftgate_http_request_duration_seconds_count[{ ]/ {hc += $NF}
+        admin == last && /^raftgate_http_request_duration_seconds_bucket\{/ && /le="0.001"/ {h1 += $NF}
+        admin == last && /^raftgate_http_request_duration_seconds_bucket\{/ && /le="0.0025"/ {h2 += $NF}
+        admin == last && /^raftgate_upstream_duration_seconds_count[{ ]/ {uc += $NF}
+        admin == last && /^raftgate_upstream_duration_seconds_bucket\{/ && /le="0.001"/ {u1 += $NF}
+        admin == last && /^raftgate_upstream_duration_seconds_bucket\{/ && /le="0.0025"/ {u2 += $NF}
+        END {printf "%d %d %d %d %.6f %d %.6f %d %d %d %d %d %d %d\n", w, u, e, n, t, pc, ps, pc - p1, hc, h1, h2, uc, u1, u2}'
+}
+
+# slow_share TOTAL0 UNDER0 TOTAL1 UNDER1: the share of what was counted between two
+# readings that was not under the bound, in %.
+slow_share() {
+    awk -v t="$(($3 - $1))" -v u="$(($4 - $2))" 'BEGIN {printf "%.2f", (t > 0 ? (t - u) * 100 / t : 0)}'
 }
 
 # peer_cpu_ticks: CPU time (clock ticks) used so far by the nodes wrk does not talk to —
@@ -170,8 +194,8 @@ measure() {
     line="$(parse_wrk "$out")"
     # Rejections by the quota and calls that waited for a grant during the run (warm-up
     # excluded) go into the note: waits mean a Raft round trip on the call's path.
-    read -r w0 u0 e0 n0 t0 pc0 ps0 po0 <<<"$before"
-    read -r w1 u1 e1 n1 t1 pc1 ps1 po1 <<<"$after"
+    read -r w0 u0 e0 n0 t0 pc0 ps0 po0 hc0 ha0 hb0 uc0 ua0 ub0 <<<"$before"
+    read -r w1 u1 e1 n1 t1 pc1 ps1 po1 hc1 ha1 hb1 uc1 ua1 ub1 <<<"$after"
     if ((u1 > u0 || e1 > e0)); then
         line="${line% } quota-rejected:unavailable=$((u1 - u0)),exhausted=$((e1 - e0))"
     fi
@@ -183,6 +207,14 @@ measure() {
     if ((pc1 > pc0)); then
         line="${line% } full-passes:$((pc1 - pc0)),mean=$(awk -v t="$ps1" -v s="$ps0" -v n="$((pc1 - pc0))" \
             'BEGIN {printf "%.2f", (t - s) * 1000 / n}')ms,over-1ms=$((po1 - po0))"
+    fi
+    # The share of the serving node's calls (request to response headers, as the node
+    # timed them) and of its upstream tries that took 1 ms or more and 2.5 ms or more: a
+    # p99 in wrk's column that the node's own share does not reach was added outside it
+    # (the load side, the kernel, the way back).
+    if ((hc1 > hc0)); then
+        line="${line% } node-slow:1ms=$(slow_share "$hc0" "$ha0" "$hc1" "$ha1")%,2.5ms=$(slow_share "$hc0" "$hb0" "$hc1" "$hb1")%"
+        line="${line% } upstream-slow:1ms=$(slow_share "$uc0" "$ua0" "$uc1" "$ua1")%,2.5ms=$(slow_share "$uc0" "$ub0" "$uc1" "$ub1")%"
     fi
     # What the other nodes spent meanwhile, in % of one core (the usage rounds'
     # replication and apply): while they share its core, the node under load loses it.
@@ -219,7 +251,9 @@ start_node() {
     mkdir -p "$dir"
     local unset=() v
     for v in $(compgen -e | grep '^RAFTGATE_' || true); do unset+=(-u "$v"); done
-    env "${unset[@]}" RAFTGATE_INSECURE=true taskset -c "$cpu" "$RAFTGATE_BIN" serve \
+    local extra=()
+    [[ -n "${NODE_ENV:-}" ]] && read -r -a extra <<<"$NODE_ENV"
+    env "${unset[@]}" RAFTGATE_INSECURE=true "${extra[@]}" taskset -c "$cpu" "$RAFTGATE_BIN" serve \
         --node-id "$id" --data-dir "$dir/data" --http-addr 127.0.0.1:0 \
         --admin-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 --advertise-host 127.0.0.1 \
         >"$dir/stdout.log" 2>"$dir/stderr.log" &
@@ -319,6 +353,7 @@ for nodes in ${NODES//,/ }; do
         have=$k
         head -n "$k" "$dir/keys.txt" >"$dir/keys-$k.txt"
         write_lua "$dir/keys-$k.txt" "$dir/keys-$k.lua"
+        write_lua "$dir/keys-$k.txt" "$dir/keys-$k-paced.lua" "$LOW_PACE_MS"
         # One policy and route per key count, so no run starts with another's buckets.
         api POST quota_policies "{\"id\":\"q$k\",\"scope\":[\"api_key\"],\"metric\":\"requests\",\"window\":\"minute\",\"limit\":$LIMIT,\"mode\":\"strict\"}" >/dev/null
         api POST routes "{\"id\":\"quota$k\",\"tenant\":\"t1\",\"path\":\"/quota$k\",\"target\":{\"upstream\":\"bench\"},\"policies\":[{\"key_auth\":{}},{\"quota\":\"q$k\"},{\"rewrite\":{\"replace_prefix\":\"/bench\"}}]}" >/dev/null
@@ -329,13 +364,15 @@ for nodes in ${NODES//,/ }; do
         done
         for c in "$CONNS" "$LOW_CONNS"; do
             ((c > 0)) || continue
+            lua="$dir/keys-$k.lua"
+            [[ "$c" == "$LOW_CONNS" && "$c" != "$CONNS" ]] && lua="$dir/keys-$k-paced.lua"
             for ((r = 1; r <= ROUNDS; r++)); do
                 order=(noquota quota)
                 ((r % 2 == 1)) || order=(quota noquota)
                 for s in "${order[@]}"; do
                     p="$s"
                     [[ "$s" == quota ]] && p="quota$k"
-                    measure "$nodes:$k:$s:$r" "http://$target/$p" "$dir/keys-$k.lua" "$c" "${ADMINS[@]}"
+                    measure "$nodes:$k:$s:$r" "http://$target/$p" "$lua" "$c" "${ADMINS[@]}"
                 done
             done
         done
@@ -415,6 +452,9 @@ echo "Global quota overhead: wrk -t1 (Lua: rotating Authorization: Bearer over N
 echo "route: key_auth + rewrite (no quota) vs key_auth + strict per-key quota (limit $LIMIT/minute) + rewrite"
 echo "($cpus CPUs; nodes on CPU $PROXY_CPU (3 nodes: nodes 1-2 on CPU $PEERS_CPU); wrk and upstream on CPU $LOAD_CPU; 3 nodes: wrk talks to node 3, a follower)"
 echo "(1-minute load average at start: $load_at_start)"
+if ((LOW_PACE_MS > 0 && LOW_CONNS > 0 && LOW_CONNS != CONNS)); then
+    echo "(c=$LOW_CONNS runs paced: each connection waits a random 0..$((2 * LOW_PACE_MS)) ms before each request)"
+fi
 echo "($ROUNDS round(s) per row, the order of the two runs alternating; req/s and p99 are medians,"
 echo " ratio and p99 added the medians of each round's pair)"
 for c in "$CONNS" "$LOW_CONNS"; do
