@@ -186,11 +186,48 @@ pub async fn propose(state: &AppState, claims: &Claims, op: Op) -> Result<Applie
     Ok(applied)
 }
 
-pub fn written(state: &AppState, kind: Kind, id: &str, applied: &Applied) -> Value {
-    match state.config.load().state.get(kind, id) {
-        Some(s) => item_json(s),
-        None => json!({"id": id, "revision": applied.revision}),
+/// Proposes the create (or the replace) of `res` and answers with the resource as this
+/// write stored it: read back from the config it was applied to, or — when a later write
+/// already replaced or deleted it (two clients racing on one id) — rebuilt from what was
+/// proposed, as apply stores it. Either way the answer is this write's, whole.
+pub async fn write_resource(
+    state: &AppState,
+    claims: &Claims,
+    res: Resource,
+    create: bool,
+) -> Result<Value, ApiError> {
+    let (kind, id) = (res.kind(), res.id().to_string());
+    let created_before = state
+        .config
+        .load()
+        .state
+        .get(kind, &id)
+        .map(|s| s.created_at_ms);
+    let proposed = res.clone();
+    let op = if create {
+        Op::Create(res)
+    } else {
+        Op::Update(res)
+    };
+    let origin = super::audit::origin(state, claims);
+    let cmd = raftgate_store::Command::new(claims.sub.clone(), op).with_origin(origin);
+    let at_ms = cmd.at_ms;
+    let applied = state.raft.write(cmd).await?.result?;
+    state.wait_applied(applied.revision).await;
+    if let Some(s) = state.config.load().state.get(kind, &id) {
+        if s.revision == applied.revision {
+            return Ok(item_json(s));
+        }
     }
+    Ok(item_json(&Stored {
+        resource: proposed,
+        created_at_ms: match (create, created_before) {
+            (false, Some(created)) => created,
+            _ => at_ms,
+        },
+        updated_at_ms: at_ms,
+        revision: applied.revision,
+    }))
 }
 
 pub async fn create(
@@ -213,11 +250,9 @@ pub async fn create(
         subscriptions::on_create(&state.config.load().state, &claims, sub);
     }
     secret_fields::prepare(state.secrets.as_deref(), &mut res, None)?;
-    let id = res.id().to_string();
-    let applied = propose(&state, &claims, Op::Create(res)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(written(&state, kind, &id, &applied)),
+        Json(write_resource(&state, &claims, res, true).await?),
     ))
 }
 
@@ -247,8 +282,7 @@ pub async fn update(
         // A redacted secret sent back unchanged means "keep the stored one".
         secret_fields::prepare(state.secrets.as_deref(), &mut res, existing)?;
     }
-    let applied = propose(&state, &claims, Op::Update(res)).await?;
-    Ok(Json(written(&state, kind, &id, &applied)))
+    Ok(Json(write_resource(&state, &claims, res, false).await?))
 }
 
 pub async fn delete(
@@ -328,8 +362,7 @@ pub async fn create_key(
     };
     let res = Resource::ApiKey(key);
     authorize_write(&state, &claims, &res)?;
-    let applied = propose(&state, &claims, Op::Create(res)).await?;
-    let mut out = written(&state, Kind::ApiKey, &id, &applied);
+    let mut out = write_resource(&state, &claims, res, true).await?;
     if let Some(obj) = out.as_object_mut() {
         obj.insert("key".into(), json!(secret));
     }

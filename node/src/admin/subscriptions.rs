@@ -12,13 +12,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use raftgate_store::model::{Kind, Resource, Service, Subscription, SubscriptionState};
 use raftgate_store::state::State as Replicated;
-use raftgate_store::Op;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::auth::Claims;
 use super::error::{parse_json, ApiError};
-use super::resources::{can_read, propose, written};
+use super::resources::{can_read, write_resource};
 use super::AppState;
 
 fn service<'a>(st: &'a Replicated, id: &str) -> Option<&'a Service> {
@@ -226,8 +225,9 @@ async fn act(
         }
         new
     };
-    let applied = propose(&state, &claims, Op::Update(Resource::Subscription(new))).await?;
-    Ok(Json(written(&state, Kind::Subscription, &id, &applied)))
+    Ok(Json(
+        write_resource(&state, &claims, Resource::Subscription(new), false).await?,
+    ))
 }
 
 #[cfg(test)]
