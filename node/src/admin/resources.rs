@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use raftgate_store::model::{ApiKey, Kind, Resource, Visibility};
 use raftgate_store::state::{State as Replicated, Stored};
-use raftgate_store::{Applied, Op};
+use raftgate_store::{Applied, Command, Op};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -179,8 +179,16 @@ fn authorize_write(state: &AppState, claims: &Claims, res: &Resource) -> Result<
 /// Proposes `op` through Raft and waits until this node has applied it, so a read on
 /// the same node right after sees the write.
 pub async fn propose(state: &AppState, claims: &Claims, op: Op) -> Result<Applied, ApiError> {
+    propose_command(state, command(state, claims, op)).await
+}
+
+/// `op` as `claims`' command, with the audit trail's origin.
+fn command(state: &AppState, claims: &Claims, op: Op) -> Command {
     let origin = super::audit::origin(state, claims);
-    let cmd = raftgate_store::Command::new(claims.sub.clone(), op).with_origin(origin);
+    Command::new(claims.sub.clone(), op).with_origin(origin)
+}
+
+async fn propose_command(state: &AppState, cmd: Command) -> Result<Applied, ApiError> {
     let applied = state.raft.write(cmd).await?.result?;
     state.wait_applied(applied.revision).await;
     Ok(applied)
@@ -209,11 +217,9 @@ pub async fn write_resource(
     } else {
         Op::Update(res)
     };
-    let origin = super::audit::origin(state, claims);
-    let cmd = raftgate_store::Command::new(claims.sub.clone(), op).with_origin(origin);
+    let cmd = command(state, claims, op);
     let at_ms = cmd.at_ms;
-    let applied = state.raft.write(cmd).await?.result?;
-    state.wait_applied(applied.revision).await;
+    let applied = propose_command(state, cmd).await?;
     if let Some(s) = state.config.load().state.get(kind, &id) {
         if s.revision == applied.revision {
             return Ok(item_json(s));
