@@ -1,5 +1,6 @@
 //! (a) Writes through a follower are stored once and read back identically from every
-//! node, with consistent and with local reads.
+//! node, with consistent and with local reads; a write's answer is the whole resource
+//! it stored, also when a delete of the same id races it.
 
 use raftgate_chaos::client::contains_fields;
 use raftgate_chaos::{ClusterBuilder, Read};
