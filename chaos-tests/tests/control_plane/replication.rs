@@ -27,16 +27,7 @@ async fn writes_through_a_follower_read_back_equal_on_every_node() {
                 cluster.node_id(follower)
             )
         });
-        assert!(
-            contains_fields(&answer, &body),
-            "{collection}: the answer {answer} lacks fields of what was sent: {body}"
-        );
-        for field in ["revision", "created_at_ms", "updated_at_ms"] {
-            assert!(
-                answer.get(field).is_some_and(|v| v.is_u64()),
-                "{collection}: the answer {answer} has no numeric '{field}'"
-            );
-        }
+        assert_whole(&answer, &body, collection);
         stored.push((collection, id_of(&body), answer));
     }
 
@@ -103,19 +94,18 @@ async fn a_write_racing_a_delete_of_its_id_answers_with_the_whole_resource() {
             client.update("upstreams", "raced", &changed),
             client.delete("upstreams", "raced")
         );
-        // Either order is fine; what a 200 PUT answers must be the whole resource.
-        if let Ok(answer) = put {
-            writes += 1;
-            assert!(
-                contains_fields(&answer, &changed),
-                "round {round}: the PUT answer {answer} lacks what was sent"
-            );
-            for field in ["revision", "created_at_ms", "updated_at_ms"] {
-                assert!(
-                    answer.get(field).is_some_and(|v| v.is_u64()),
-                    "round {round}: the PUT answer {answer} has no numeric '{field}'"
-                );
+        // Either order is fine: a PUT before the delete answers the whole resource, one
+        // after it finds nothing.
+        match put {
+            Ok(answer) => {
+                writes += 1;
+                assert_whole(&answer, &changed, &format!("round {round}: PUT"));
             }
+            Err(e) => assert_eq!(
+                e.status(),
+                Some(reqwest::StatusCode::NOT_FOUND),
+                "round {round}: a PUT after the delete: {e}"
+            ),
         }
         if del.is_ok() {
             deletes += 1;
@@ -125,4 +115,19 @@ async fn a_write_racing_a_delete_of_its_id_answers_with_the_whole_resource() {
     }
     assert_eq!(deletes, 60, "every round's delete found the upstream");
     println!("{writes} of 60 PUTs landed before their round's delete");
+}
+
+/// `answer` holds every field of what was `sent`, and the numeric bookkeeping fields of a
+/// stored resource.
+fn assert_whole(answer: &serde_json::Value, sent: &serde_json::Value, what: &str) {
+    assert!(
+        contains_fields(answer, sent),
+        "{what}: the answer {answer} lacks fields of what was sent: {sent}"
+    );
+    for field in ["revision", "created_at_ms", "updated_at_ms"] {
+        assert!(
+            answer.get(field).is_some_and(|v| v.is_u64()),
+            "{what}: the answer {answer} has no numeric '{field}'"
+        );
+    }
 }
