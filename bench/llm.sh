@@ -9,7 +9,8 @@
 # RATES (1000,5000,10000,20000) offered requests/s, PACE_MS (10) mean think time per
 # connection of the fixed-rate runs, MAX_CONNS (64) connections of the saturation run,
 # MODES (json,stream), BUILD (1; 0 uses existing binaries), GW_CPU (0), LOAD_CPU (1),
-# MOCK_THREADS (1), KEEP_WORK (0; 1 keeps the temp dir with logs and wrk output).
+# MOCK_THREADS (1), KEEP_WORK (0; 1 keeps the temp dir with logs and wrk output),
+# NODE_ENV (extra KEY=VALUE words for the gateway node, e.g. "RAFTGATE_CALL_LOG=false").
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -132,7 +133,9 @@ mkdir -p "$gw"
 unset_env=()
 for v in $(compgen -e | grep '^RAFTGATE_' || true); do unset_env+=(-u "$v"); done
 secret="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
-env "${unset_env[@]}" RAFTGATE_SECRET_KEY="$secret" RAFTGATE_INSECURE=true taskset -c "$GW_CPU" "$RAFTGATE_BIN" serve \
+node_env=()
+[[ -n "${NODE_ENV:-}" ]] && read -r -a node_env <<<"$NODE_ENV"
+env "${unset_env[@]}" RAFTGATE_SECRET_KEY="$secret" RAFTGATE_INSECURE=true "${node_env[@]}" taskset -c "$GW_CPU" "$RAFTGATE_BIN" serve \
     --node-id 1 --data-dir "$gw/data" --http-addr 127.0.0.1:0 \
     --admin-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 --advertise-host 127.0.0.1 \
     >"$gw/stdout.log" 2>"$gw/stderr.log" &
@@ -230,13 +233,31 @@ HZ="$(getconf CLK_TCK 2>/dev/null || echo 100)"
 gw_cpu_ticks() { awk -v c="cpu$GW_CPU" '$1 == c {printf "%d\n", $2 + $3 + $4}' /proc/stat; }
 gw_own_ticks() { awk '{printf "%d\n", $14 + $15}' "/proc/$GW_PID/stat" 2>/dev/null || echo 0; }
 
+# "COUNT UNDER_1MS UNDER_5MS" of the gateway's own LLM call histogram (request read to
+# the answer's end, as the node timed it).
+node_hist() {
+    curl -s --max-time 5 "$ADMIN/metrics" | awk '
+        /^raftgate_llm_request_duration_seconds_count[{ ]/ {c += $NF}
+        /^raftgate_llm_request_duration_seconds_bucket\{/ && /le="0.001"/ {a += $NF}
+        /^raftgate_llm_request_duration_seconds_bucket\{/ && /le="0.005"/ {b += $NF}
+        END {printf "%d %d %d\n", c, a, b}'
+}
+
+# slow_share TOTAL0 UNDER0 TOTAL1 UNDER1: the share counted between two readings that
+# was not under the bound, in %.
+slow_share() {
+    awk -v t="$(($3 - $1))" -v u="$(($4 - $2))" 'BEGIN {printf "%.2f", (t > 0 ? (t - u) * 100 / t : 0)}'
+}
+
 # run_wrk NAME SCRIPT URL CONNS: warm-up, then the measured run; prints the output file.
 run_wrk() {
     local name="$1" script="$2" url="$3" conns="$4" out="$work/wrk-$1.txt" c0 g0 t0
     local args=(-t1 "-c$conns" --timeout 5s -s "$script")
     timeout $((WARMUP + 30)) taskset -c "$LOAD_CPU" wrk "${args[@]}" "-d${WARMUP}s" "$url" >/dev/null 2>&1 || true
+    [[ "$name" == *-gateway-* ]] && node_hist >"$work/hist-$name.0"
     c0="$(gw_cpu_ticks)" g0="$(gw_own_ticks)" t0="$(date +%s%N)"
     timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" wrk "${args[@]}" "-d${DURATION}s" --latency "$url" >"$out" 2>&1 || true
+    [[ "$name" == *-gateway-* ]] && node_hist >"$work/hist-$name.1"
     awk -v c="$(($(gw_cpu_ticks) - c0))" -v g="$(($(gw_own_ticks) - g0))" -v hz="$HZ" \
         -v ns="$(($(date +%s%N) - t0))" -v n="$name" \
         'BEGIN {o = 100 * (c - g) / hz / (ns / 1e9); printf "%s %.0f\n", n, (o < 0) ? 0 : o}' >>"$work/cpu-other.txt"
@@ -259,7 +280,7 @@ declare -A RESULT # "mode:system:load" -> parse_wrk line (load: a rate, or "max"
 
 # measure MODE SYSTEM LOAD
 measure() {
-    local mode="$1" sys="$2" load="$3" conns pace name before
+    local mode="$1" sys="$2" load="$3" conns pace name before line hc0 ha0 hb0 hc1 ha1 hb1
     if [[ "$load" == max ]]; then
         conns="$MAX_CONNS" pace=0
     else
@@ -268,10 +289,16 @@ measure() {
     name="$mode-$sys-$load"
     log "$name: wrk -t1 -c$conns -d${DURATION}s$( ((pace > 0)) && echo " (paced, mean ${pace} ms per connection)")"
     [[ "$sys" == gateway ]] && before="$(llm_counts)"
-    RESULT["$mode:$sys:$load"]="$(parse_wrk "$(run_wrk "$name" "$(lua "$sys" "$mode" "$pace")" "${URL[$sys]}" "$conns")")"
+    line="$(parse_wrk "$(run_wrk "$name" "$(lua "$sys" "$mode" "$pace")" "${URL[$sys]}" "$conns")")"
     if [[ "$sys" == gateway ]]; then
         echo "$name before: $before after: $(llm_counts)" >>"$work/gateway-counts.txt"
+        # The share of calls the gateway itself timed at 1 ms (5 ms) or more, warm-up
+        # excluded: well under 1 % while wrk's p99 is high means the tail is outside it.
+        read -r hc0 ha0 hb0 <"$work/hist-$name.0"
+        read -r hc1 ha1 hb1 <"$work/hist-$name.1"
+        ((hc1 > hc0)) && line="${line% } node-slow:1ms=$(slow_share "$hc0" "$ha0" "$hc1" "$ha1")%,5ms=$(slow_share "$hc0" "$hb0" "$hc1" "$hb1")%"
     fi
+    RESULT["$mode:$sys:$load"]="$line"
 }
 
 # Direct and gateway alternate at every load, so drift over the run affects both alike.

@@ -7,7 +7,9 @@
 #
 # Environment: DURATION (10) seconds per measured run, ROUNDS (1) repetitions of the
 # whole sequence (the report shows each row's median round), CONNS (64) connections of the
-# throughput run, LOW_CONNS (4) of the moderate-load run, WARMUP (3) seconds,
+# throughput run, LOW_CONNS (4) of the moderate-load run, LOW_PACE_MS (0; N: each LOW_CONNS
+# connection waits a random 0..2N ms before each request, so the offered load is about
+# LOW_CONNS / N requests per ms whatever the proxy's speed), WARMUP (3) seconds,
 # SYSTEMS (direct,nginx,raftgate,raftgate-auth), BUILD (1; 0 uses existing binaries),
 # PROXY_CPU (0), LOAD_CPU (1), KEEP_WORK (0; 1 keeps the temp dir with logs and wrk output),
 # NODE_ENV (extra KEY=VALUE words for every raftgate node, e.g. "RAFTGATE_CALL_LOG=false").
@@ -22,6 +24,7 @@ DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-1}"
 CONNS="${CONNS:-64}"
 LOW_CONNS="${LOW_CONNS:-4}"
+LOW_PACE_MS="${LOW_PACE_MS:-0}"
 WARMUP="${WARMUP:-3}"
 SYSTEMS="${SYSTEMS:-direct,nginx,raftgate,raftgate-auth}"
 BUILD="${BUILD:-1}"
@@ -33,7 +36,7 @@ log() { printf '[proxy-bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 wants() { [[ ",$SYSTEMS," == *",$1,"* ]]; }
 
-for v in DURATION ROUNDS CONNS LOW_CONNS WARMUP PROXY_CPU LOAD_CPU; do
+for v in DURATION ROUNDS CONNS LOW_CONNS LOW_PACE_MS WARMUP PROXY_CPU LOAD_CPU; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((DURATION >= 1 && DURATION <= 600)) || die "DURATION must be 1..600"
@@ -119,6 +122,13 @@ run_wrk() {
     local name="$1" url="$2" conns="$3" header="${4:-}" out="$work/wrk-$1-c$3.txt"
     local args=(-t1 "-c$conns" --timeout 5s)
     [[ -n "$header" ]] && args+=(-H "$header")
+    # The moderate-load run, paced: wrk calls the script's delay() before each request.
+    if ((LOW_PACE_MS > 0 && conns == LOW_CONNS && conns != CONNS)); then
+        [[ -f "$work/paced.lua" ]] ||
+            printf 'math.randomseed(os.time())\nfunction delay() return math.random(0, %d) end\n' \
+                $((2 * LOW_PACE_MS)) >"$work/paced.lua"
+        args+=(-s "$work/paced.lua")
+    fi
     timeout $((WARMUP + 30)) taskset -c "$LOAD_CPU" wrk "${args[@]}" "-d${WARMUP}s" "$url" >/dev/null 2>&1 || true
     timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" wrk "${args[@]}" "-d${DURATION}s" --latency "$url" >"$out" 2>&1 || true
     echo "$out"
@@ -309,6 +319,9 @@ echo "Proxy overhead: wrk -t1, ${DURATION}s after ${WARMUP}s warm-up; upstream r
 ((ROUNDS == 1)) || echo "(median of $ROUNDS rounds of the whole sequence, each column on its own)"
 echo "($cpus CPUs; proxy on CPU $PROXY_CPU; wrk and upstream on CPU $LOAD_CPU; direct: upstream on CPU $PROXY_CPU)"
 echo "(1-minute load average at start: $load_at_start; above ~0.5 other processes compete for the CPUs)"
+if ((LOW_PACE_MS > 0 && LOW_CONNS > 0 && LOW_CONNS != CONNS)); then
+    echo "(c=$LOW_CONNS runs paced: each connection waits a random 0..$((2 * LOW_PACE_MS)) ms before each request)"
+fi
 echo
 printf '%-15s | %12s | %12s | %12s | %9s | %s\n' "system" "req/s c=$CONNS" "p50" "p99" "vs nginx" "note"
 printf '%s\n' "----------------+--------------+--------------+--------------+-----------+-----"
