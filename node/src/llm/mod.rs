@@ -49,7 +49,7 @@ use crate::proxy::auth::{self, Authenticator, Identity};
 use crate::proxy::compile::Compiled;
 use crate::proxy::{unix_ms, ProxyBody};
 use crate::quota::{CallScope, Check, Permit, Quotas, Rejection};
-use crate::secrets::SecretBox;
+use crate::secrets::{OpenedSecrets, SecretBox};
 
 use self::catalog::*;
 use self::reply::*;
@@ -92,6 +92,7 @@ impl Api {
 pub struct Llm {
     http: ProviderHttp,
     secrets: Option<Arc<SecretBox>>,
+    opened: OpenedSecrets,
     cooldowns: Cooldowns,
     keys: Vec<Authenticator>,
     quotas: Arc<Quotas>,
@@ -176,6 +177,7 @@ impl Llm {
         Arc::new(Llm {
             http,
             secrets,
+            opened: OpenedSecrets::default(),
             cooldowns: Cooldowns::default(),
             keys,
             quotas,
@@ -755,7 +757,7 @@ impl Llm {
         if !SecretBox::is_encrypted(stored) {
             return Some(stored.to_string());
         }
-        match self.secrets.as_deref().map(|s| s.decrypt(stored)) {
+        match self.secrets.as_deref().map(|s| self.opened.open(s, stored)) {
             Some(Ok(plain)) => Some(plain),
             _ => {
                 tracing::error!(provider = %p.id, "cannot decrypt the provider's api_key: every node needs the same secret key");

@@ -16,7 +16,7 @@ use super::chunk::Chunk;
 use super::mock;
 use super::translate::sse::{SseEvent, SseParser};
 use super::translate::{anthropic, gemini, openai, TranslateError};
-use super::transport::{ProviderHttp, TransportError};
+use super::transport::{percent_encode, ProviderHttp, ProviderRequest, TransportError};
 use crate::proxy::{BoxError, ProxyBody};
 
 /// Largest non-streamed provider answer read.
@@ -265,11 +265,11 @@ fn join(base: &str, path: &str) -> String {
 
 /// The request of one chat attempt, in the provider's format, with its URL.
 fn chat_request(
-    http: &reqwest::Client,
+    http: &ProviderHttp,
     t: &Target<'_>,
     req: &Value,
     stream: bool,
-) -> Result<reqwest::RequestBuilder, TranslateError> {
+) -> Result<ProviderRequest, TranslateError> {
     let base = t.provider.base_url.as_deref().unwrap_or_default();
     let key = t.api_key.as_deref().unwrap_or_default();
     let rb = match t.provider.provider_type {
@@ -285,7 +285,7 @@ fn chat_request(
                 base,
                 &format!(
                     "/openai/deployments/{}/chat/completions",
-                    urlencode(t.upstream_model)
+                    percent_encode(t.upstream_model)
                 ),
             );
             http.post(url)
@@ -314,7 +314,7 @@ fn chat_request(
                 base,
                 &format!(
                     "/v1beta/models/{}:{verb}{query}",
-                    urlencode(t.upstream_model)
+                    percent_encode(t.upstream_model)
                 ),
             );
             http.post(url).header("x-goog-api-key", key).json(&body)
@@ -344,7 +344,7 @@ pub async fn chat(
     if t.provider.provider_type == ProviderType::Mock {
         return Ok(mock::chat(req, t.public_model, stream));
     }
-    let rb = chat_request(http.builder(), t, req, stream).map_err(Ok)?;
+    let rb = chat_request(http, t, req, stream).map_err(Ok)?;
     let resp = send(http, rb, timeout).await.map_err(Err)?;
     if stream {
         let decoder = match t.provider.provider_type {
@@ -383,8 +383,6 @@ pub async fn embeddings(
     if let Some(o) = body.as_object_mut() {
         o.insert("model".into(), Value::String(t.upstream_model.to_string()));
     }
-    let builder = http;
-    let http = builder.builder();
     let rb = match t.provider.provider_type {
         ProviderType::Mock => {
             let mut out = mock::embeddings(req, t.public_model);
@@ -408,7 +406,7 @@ pub async fn embeddings(
                 base,
                 &format!(
                     "/openai/deployments/{}/embeddings",
-                    urlencode(t.upstream_model)
+                    percent_encode(t.upstream_model)
                 ),
             ))
             .query(&[(
@@ -423,7 +421,7 @@ pub async fn embeddings(
                 base,
                 &format!(
                     "/v1beta/models/{}:batchEmbedContents",
-                    urlencode(t.upstream_model)
+                    percent_encode(t.upstream_model)
                 ),
             ))
             .header("x-goog-api-key", key)
@@ -434,7 +432,7 @@ pub async fn embeddings(
     for (k, v) in &t.provider.headers {
         rb = rb.header(k.as_str(), v.as_str());
     }
-    let resp = send(builder, rb, timeout).await.map_err(Err)?;
+    let resp = send(http, rb, timeout).await.map_err(Err)?;
     let answer = read_json(resp, timeout).await.map_err(Err)?;
     let mut out = match t.provider.provider_type {
         ProviderType::Gemini => {
@@ -459,7 +457,7 @@ pub async fn embeddings(
 /// carrying the provider's message and `Retry-After`.
 async fn send(
     http: &ProviderHttp,
-    rb: reqwest::RequestBuilder,
+    rb: ProviderRequest,
     timeout: Duration,
 ) -> Result<Response<ProxyBody>, AttemptError> {
     let resp = match tokio::time::timeout(timeout, http.send(rb)).await {
@@ -549,18 +547,6 @@ async fn data(body: &mut ProxyBody) -> Result<Option<Bytes>, BoxError> {
     Ok(None)
 }
 
-/// Percent-encodes a model name for a URL path segment.
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,7 +579,6 @@ mod tests {
         let http = direct();
         for _ in 0..2 {
             let rb = http
-                .builder()
                 .post(format!("http://{addr}/v1/chat/completions"))
                 .json(&serde_json::json!({"stream": true}));
             let resp = send(&http, rb, Duration::from_secs(5)).await.unwrap();

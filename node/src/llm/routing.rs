@@ -73,9 +73,8 @@ pub fn plan(
     let mut out = Vec::new();
     let mut cooling = Vec::new();
     let mut seen = HashSet::new();
-    let mut queue = vec![first.clone()];
-    while let Some(m) = queue.first().cloned() {
-        queue.remove(0);
+    let mut queue = std::collections::VecDeque::from([first.clone()]);
+    while let Some(m) = queue.pop_front() {
         if !seen.insert(m.id.clone()) || seen.len() > MAX_FALLBACK_DEPTH + 1 {
             continue;
         }
@@ -92,7 +91,7 @@ pub fn plan(
         }
         for f in &m.fallbacks {
             if let Some(fm) = model(state, f) {
-                queue.push(fm.clone());
+                queue.push_back(fm.clone());
             }
         }
     }

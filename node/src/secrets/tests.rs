@@ -63,6 +63,30 @@ fn ring_decrypts_old_values_and_encrypts_with_the_current_key() {
 }
 
 #[test]
+fn opened_secrets_answer_as_the_ring_does() {
+    let (b, other) = (boxed(1), boxed(2));
+    let opened = OpenedSecrets::default();
+    let (s1, s2) = (b.encrypt("sk-one"), b.encrypt("sk-two"));
+    for _ in 0..2 {
+        assert_eq!(opened.open(&b, &s1).as_deref(), Ok("sk-one"));
+        assert_eq!(opened.open(&b, &s2).as_deref(), Ok("sk-two"));
+    }
+    // What the ring cannot open is an error every time, and never kept.
+    let foreign = other.encrypt("sk-three");
+    for _ in 0..2 {
+        assert!(opened.open(&b, &foreign).is_err());
+    }
+    assert_eq!(opened.open(&other, &foreign).as_deref(), Ok("sk-three"));
+    // Full: emptied, and still right.
+    for i in 0..OpenedSecrets::MAX + 5 {
+        let v = format!("k{i}");
+        assert_eq!(opened.open(&b, &b.encrypt(&v)), Ok(v));
+    }
+    assert!(opened.0.lock().unwrap().len() <= OpenedSecrets::MAX);
+    assert_eq!(opened.open(&b, &s1).as_deref(), Ok("sk-one"));
+}
+
+#[test]
 fn wrong_key_fails() {
     let sealed = boxed(1).encrypt("secret");
     // Same key id cannot happen for another key; forge one to check the AEAD still refuses.
