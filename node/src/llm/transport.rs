@@ -44,8 +44,8 @@ impl std::fmt::Display for TransportError {
 }
 
 /// One request to a provider, built with the subset of reqwest's builder the providers
-/// use. A header that is not valid is kept as an error, reported when it is sent.
-#[derive(Debug)]
+/// use. A header that is not valid is kept as an error, reported when it is sent. Not
+/// `Debug`: its headers carry the provider's key.
 pub struct ProviderRequest {
     method: Method,
     url: String,
