@@ -7,15 +7,12 @@
 //! take the general path, which gives the same answers.
 
 use std::borrow::Cow;
-use std::fmt;
-use std::marker::PhantomData;
 use std::ops::Range;
 
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{IgnoredAny, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::Value;
 
+use super::peek::{self, Obj, Text};
 use super::translate::sse::write_sse_json;
 use super::translate::{openai, openai_usage, text_of_openai_chunk, Usage};
 
@@ -124,28 +121,9 @@ impl RawChunk {
         if json.contains(['\n', '\r']) {
             return None;
         }
-        let Obj(peek): Obj<Peek<'_>> = serde_json::from_str(json).ok()?;
-        let legacy = peek.legacy_input || peek.legacy_output;
-        if peek.error || (peek.usage.is_none() && legacy) {
-            return None;
-        }
-        let model = match &peek.model {
-            Some(Text(Cow::Borrowed(m))) => string_span(json, m)?,
-            _ => return None,
-        };
-        let has_usage = peek.usage.is_some();
-        let usage = peek.usage.and_then(|Obj(u)| {
-            (u.prompt_tokens.is_some() || u.completion_tokens.is_some()).then(|| Usage {
-                input: u.prompt_tokens.unwrap_or(0),
-                output: u.completion_tokens.unwrap_or(0),
-                cached_input: u
-                    .prompt_tokens_details
-                    .and_then(|Obj(d)| d.cached_tokens)
-                    .unwrap_or(0),
-            })
-        });
-        let choices = peek.choices.unwrap_or_default();
-        let usage_only = choices.is_empty() && has_usage;
+        let (head, choices) = peek::read::<Vec<Obj<PeekChoice<'_>>>>(json)?;
+        let choices = choices.unwrap_or_default();
+        let usage_only = choices.is_empty() && head.has_usage;
         let mut text = String::new();
         for Obj(delta) in choices.iter().filter_map(|Obj(c)| c.delta.as_ref()) {
             for s in [&delta.content, &delta.refusal, &delta.reasoning_content] {
@@ -161,34 +139,17 @@ impl RawChunk {
         }
         Some(RawChunk {
             json: String::new(),
-            model,
-            usage,
+            model: head.model,
+            usage: head.usage,
             usage_only,
             text,
         })
     }
 }
 
-/// What the relay reads from a chunk, borrowed from its text. A field of another type
-/// fails the parse (the chunk then takes the general path, which ignores such fields).
-#[derive(Deserialize)]
-struct Peek<'a> {
-    /// Borrowed from the text when it has no escapes: then where it is is known.
-    #[serde(borrow, default)]
-    model: Option<Text<'a>>,
-    #[serde(default, deserialize_with = "present_not_null")]
-    error: bool,
-    #[serde(borrow, default)]
-    choices: Option<Vec<Obj<PeekChoice<'a>>>>,
-    #[serde(default)]
-    usage: Option<Obj<PeekUsage>>,
-    /// Usage at the top level, as some servers send it: the general path reads it.
-    #[serde(default, deserialize_with = "present", rename = "prompt_tokens")]
-    legacy_input: bool,
-    #[serde(default, deserialize_with = "present", rename = "completion_tokens")]
-    legacy_output: bool,
-}
-
+/// What the relay reads from a chunk's choices, borrowed from its text. A field of
+/// another type fails the parse (the chunk then takes the general path, which ignores
+/// such fields).
 #[derive(Deserialize)]
 struct PeekChoice<'a> {
     #[serde(borrow, default)]
@@ -219,66 +180,6 @@ struct PeekFunction<'a> {
     name: Option<Text<'a>>,
     #[serde(borrow, default)]
     arguments: Option<Text<'a>>,
-}
-
-#[derive(Deserialize)]
-struct PeekUsage {
-    #[serde(default)]
-    prompt_tokens: Option<u64>,
-    #[serde(default)]
-    completion_tokens: Option<u64>,
-    #[serde(default)]
-    prompt_tokens_details: Option<Obj<PeekDetails>>,
-}
-
-#[derive(Deserialize)]
-struct PeekDetails {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-}
-
-/// A string, borrowed from the text when it has no escapes: serde borrows a `Cow` only
-/// when it is a field's whole type, not inside an `Option`.
-#[derive(Deserialize)]
-struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
-
-/// `T` read only from a JSON object: serde's derived structs take arrays too (fields by
-/// position), where the general path sees no fields at all.
-struct Obj<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Object<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for Object<T> {
-            type Value = T;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(MapAccessDeserializer::new(map))
-            }
-        }
-        d.deserialize_map(Object(PhantomData)).map(Obj)
-    }
-}
-
-/// The field is there, whatever its value.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    IgnoredAny::deserialize(d).map(|_| true)
-}
-
-/// The field is there and not `null`.
-fn present_not_null<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    Option::<IgnoredAny>::deserialize(d).map(|v| v.is_some())
-}
-
-/// Where `inner`, a string value borrowed from `json` by the parser, is in `json` with
-/// its quotes.
-fn string_span(json: &str, inner: &str) -> Option<Range<usize>> {
-    let at = (inner.as_ptr() as usize).checked_sub(json.as_ptr() as usize)?;
-    let span = at.checked_sub(1)?..at + inner.len() + 1;
-    let quoted = json.get(span.clone())?;
-    (quoted.starts_with('"') && quoted.ends_with('"') && quoted.len() >= 2).then_some(span)
 }
 
 #[cfg(test)]

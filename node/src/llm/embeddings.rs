@@ -64,8 +64,8 @@ impl Llm {
             };
             match providers::embeddings(&self.http, &target, &req, input_tokens, left).await {
                 Ok(resp) => {
-                    self.metrics.attempt(&attempt.model.id, &provider.id, "ok");
-                    self.cooldowns.clear(&attempt.key());
+                    self.metrics.attempt(&attempt.model_id, &provider.id, "ok");
+                    self.cooldowns.clear(attempt);
                     trace.push(attempt, "ok");
                     let used = Usage {
                         input: resp
@@ -90,7 +90,7 @@ impl Llm {
                 Err(Ok(unsupported)) => return Err(unsupported.into()),
                 Err(Err(e)) => {
                     self.metrics
-                        .attempt(&attempt.model.id, &provider.id, "error");
+                        .attempt(&attempt.model_id, &provider.id, "error");
                     trace.push(attempt, "error");
                     if !e.retryable {
                         if let Some(p) = call.permit {

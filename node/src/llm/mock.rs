@@ -105,11 +105,14 @@ pub fn chat(req: &Value, model: &str, stream: bool) -> Answer {
         "total_tokens": input + output});
     let id = id();
     if !stream {
-        return Answer::Whole(json!({
-            "id": id, "object": "chat.completion", "created": now(), "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": null}],
-            "usage": usage,
-        }));
+        return Answer::Whole(
+            json!({
+                "id": id, "object": "chat.completion", "created": now(), "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": null}],
+                "usage": usage,
+            })
+            .into(),
+        );
     }
     let chunk = |delta: Value, finish: Value| {
         json!({"id": id, "object": "chat.completion.chunk", "created": now(), "model": model,

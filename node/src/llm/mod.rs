@@ -7,6 +7,7 @@
 //! cool-downs, fallback models) until one answers → the answer in the client's format,
 //! whole or streamed → usage and cost settled with the quotas and metrics.
 
+mod answer;
 pub mod cache;
 mod catalog;
 mod chunk;
@@ -16,6 +17,7 @@ mod facts;
 pub mod guardrails;
 mod metrics;
 mod mock;
+mod peek;
 mod providers;
 mod reply;
 mod route;
@@ -36,6 +38,7 @@ use hyper::body::{Bytes, Incoming};
 use raftgate_store::model::{Guardrails, KeyAuth, Kind, Model, Provider, Resource};
 use serde_json::{json, Value};
 
+use self::answer::Whole;
 use self::cache::{CacheKey, ResponseCache};
 use self::error::{Flavor, LlmError};
 pub use self::facts::{Facts, LlmFacts};
@@ -471,8 +474,8 @@ impl Llm {
             let answer = providers::chat(&self.http, &target, &req, stream, left).await;
             let failure = match answer {
                 Ok(Answer::Whole(resp)) => {
-                    self.metrics.attempt(&attempt.model.id, &provider.id, "ok");
-                    self.cooldowns.clear(&attempt.key());
+                    self.metrics.attempt(&attempt.model_id, &provider.id, "ok");
+                    self.cooldowns.clear(attempt);
                     trace.push(attempt, "ok");
                     return match self.whole(api, call, attempt, provider, resp, started) {
                         Ok(r) => Ok(trace.attach(r)),
@@ -483,8 +486,8 @@ impl Llm {
                     // Fall back only until the first chunk: after that the client has it.
                     match s.next(left).await {
                         Ok(Some(first)) => {
-                            self.metrics.attempt(&attempt.model.id, &provider.id, "ok");
-                            self.cooldowns.clear(&attempt.key());
+                            self.metrics.attempt(&attempt.model_id, &provider.id, "ok");
+                            self.cooldowns.clear(attempt);
                             trace.push(attempt, "ok");
                             return Ok(trace.attach(self.streamed(
                                 api,
@@ -510,14 +513,14 @@ impl Llm {
                 Err(Ok(unsupported)) => return Err(unsupported.into()),
                 Err(Err(e)) => e,
             };
-            tracing::info!(model = %attempt.model.id, provider = %provider.id, upstream = %attempt.deployment.model, error = %failure.message, "LLM attempt failed");
+            tracing::info!(model = %attempt.model_id, provider = %provider.id, upstream = %attempt.deployment.model, error = %failure.message, "LLM attempt failed");
             let outcome = match failure.status {
                 Some(429) => "rate_limited",
                 Some(_) => "error",
                 None => "unreachable",
             };
             self.metrics
-                .attempt(&attempt.model.id, &provider.id, outcome);
+                .attempt(&attempt.model_id, &provider.id, outcome);
             trace.push(attempt, outcome);
             if !failure.retryable {
                 if let Some(p) = call.permit {
@@ -627,48 +630,51 @@ impl Llm {
         call: Call,
         attempt: &Attempt,
         provider: &Provider,
-        mut resp: Value,
+        resp: Whole,
         started: Instant,
     ) -> Result<Response<ProxyBody>, LlmError> {
-        if let Some(o) = resp.as_object_mut() {
-            o.insert("model".into(), Value::String(call.model.id.clone()));
-        }
-
-        let used = translate::openai_usage(&resp).unwrap_or(Usage {
+        let public = &call.model.id;
+        let used = resp.usage().unwrap_or(Usage {
             input: call.estimated_input,
             output: 0,
             cached_input: 0,
         });
         let cost = self.settle(&call.model, attempt, provider, call.permit, used);
         call.facts.used(&used, cost);
-        if let Some(g) = call.guard.as_ref().filter(|g| g.checks_answers()) {
-            let text = answer_text(&resp);
-            let verdict = g.check_answer(&text);
-            call.facts.found(&verdict);
-            self.judged(&call.model.id, "answer", &verdict)?;
-        }
-        self.metrics.finished(
-            &call.model.id,
-            &provider.id,
-            200,
-            started.elapsed().as_secs_f64(),
-        );
-        if let Some((key, ttl)) = call.cache_key {
-            self.cache.put(key, resp.clone(), ttl, Instant::now());
-        }
-        let body = match api {
-            Api::Messages => anthropic::response_to_anthropic(&resp).map_err(|e| {
-                LlmError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "bad_provider_answer",
-                    e.to_string(),
-                )
-            })?,
-            _ => resp,
+        let guard = call.guard.as_ref().filter(|g| g.checks_answers());
+        let body = if guard.is_none() && call.cache_key.is_none() && api != Api::Messages {
+            // Nothing reads the answer: an OpenAI-format provider's text goes on as it came.
+            resp.into_body(public)
+        } else {
+            let mut resp = resp.into_value();
+            answer::set_model(&mut resp, public);
+            if let Some(g) = guard {
+                let verdict = g.check_answer(&answer_text(&resp));
+                call.facts.found(&verdict);
+                self.judged(public, "answer", &verdict)?;
+            }
+            let body = match api {
+                Api::Messages => anthropic::response_to_anthropic(&resp)
+                    .map_err(|e| {
+                        LlmError::new(
+                            StatusCode::BAD_GATEWAY,
+                            "bad_provider_answer",
+                            e.to_string(),
+                        )
+                    })?
+                    .to_string(),
+                _ => resp.to_string(),
+            };
+            if let Some((key, ttl)) = call.cache_key {
+                self.cache.put(key, resp, ttl, Instant::now());
+            }
+            Bytes::from(body)
         };
+        self.metrics
+            .finished(public, &provider.id, 200, started.elapsed().as_secs_f64());
         let mut headers = call.headers;
         provider_headers(&mut headers, provider, attempt);
-        Ok(json_response(&body, headers))
+        Ok(json_bytes_response(body, headers))
     }
 
     #[allow(clippy::too_many_arguments)]

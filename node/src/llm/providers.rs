@@ -12,6 +12,7 @@ use hyper::body::{Body, Bytes};
 use raftgate_store::model::{Provider, ProviderType};
 use serde_json::Value;
 
+use super::answer::Whole;
 use super::chunk::Chunk;
 use super::mock;
 use super::translate::sse::{SseEvent, SseParser};
@@ -87,7 +88,7 @@ impl AttemptError {
 
 /// A canonical answer.
 pub enum Answer {
-    Whole(Value),
+    Whole(Whole),
     Stream(Box<ChunkStream>),
 }
 
@@ -274,13 +275,13 @@ fn chat_request(
     let key = t.api_key.as_deref().unwrap_or_default();
     let rb = match t.provider.provider_type {
         ProviderType::Openai => {
-            let body = openai::prepare_upstream(req, t.upstream_model, stream).body;
+            let body = openai::upstream_body(req, t.upstream_model, stream);
             http.post(join(base, "/chat/completions"))
                 .bearer_auth(key)
                 .json(&body)
         }
         ProviderType::AzureOpenai => {
-            let body = openai::prepare_upstream(req, t.upstream_model, stream).body;
+            let body = openai::upstream_body(req, t.upstream_model, stream);
             let url = join(
                 base,
                 &format!(
@@ -358,14 +359,24 @@ pub async fn chat(
         };
         return Ok(Answer::Stream(Box::new(ChunkStream::http(resp, decoder))));
     }
-    let body = read_json(resp, timeout).await.map_err(Err)?;
-    let canonical = match t.provider.provider_type {
-        ProviderType::Anthropic => anthropic::response_from_anthropic(&body, t.public_model),
-        ProviderType::Gemini => gemini::response_from_gemini(&body, t.public_model),
-        _ => Ok(body),
+    let body = read_body(resp, timeout).await.map_err(Err)?;
+    let translated = match t.provider.provider_type {
+        ProviderType::Anthropic => {
+            let v = json_of(&body).map_err(Err)?;
+            anthropic::response_from_anthropic(&v, t.public_model)
+        }
+        ProviderType::Gemini => {
+            let v = json_of(&body).map_err(Err)?;
+            gemini::response_from_gemini(&v, t.public_model)
+        }
+        _ => {
+            return Whole::parse(body)
+                .map(Answer::Whole)
+                .map_err(|e| Err(AttemptError::bad_answer(e)))
+        }
     };
-    canonical
-        .map(Answer::Whole)
+    translated
+        .map(|v| Answer::Whole(Whole::Value(v)))
         .map_err(|e| Err(AttemptError::bad_answer(e)))
 }
 
@@ -433,7 +444,7 @@ pub async fn embeddings(
         rb = rb.header(k.as_str(), v.as_str());
     }
     let resp = send(http, rb, timeout).await.map_err(Err)?;
-    let answer = read_json(resp, timeout).await.map_err(Err)?;
+    let answer = json_of(&read_body(resp, timeout).await.map_err(Err)?).map_err(Err)?;
     let mut out = match t.provider.provider_type {
         ProviderType::Gemini => {
             let mut out =
@@ -511,7 +522,12 @@ async fn send(
     })
 }
 
-async fn read_json(resp: Response<ProxyBody>, timeout: Duration) -> Result<Value, AttemptError> {
+fn json_of(body: &[u8]) -> Result<Value, AttemptError> {
+    serde_json::from_slice(body).map_err(AttemptError::bad_answer)
+}
+
+/// The whole answer body, bounded by [`MAX_BODY`] and `timeout` per read.
+async fn read_body(resp: Response<ProxyBody>, timeout: Duration) -> Result<Vec<u8>, AttemptError> {
     let declared = resp
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -534,7 +550,7 @@ async fn read_json(resp: Response<ProxyBody>, timeout: Duration) -> Result<Value
             }
         }
     }
-    serde_json::from_slice(&buf).map_err(AttemptError::bad_answer)
+    Ok(buf)
 }
 
 /// The body's next data; trailers are skipped, `None` at the end.

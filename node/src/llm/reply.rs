@@ -32,11 +32,12 @@ pub(super) fn answer_text(resp: &Value) -> String {
 }
 
 pub(super) fn json_response(body: &Value, headers: HeaderMap) -> Response<ProxyBody> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(body.to_string()))
-            .map_err(|e| match e {})
-            .boxed_unsync(),
-    );
+    json_bytes_response(Bytes::from(body.to_string()), headers)
+}
+
+/// A JSON answer whose body is already written.
+pub(super) fn json_bytes_response(body: Bytes, headers: HeaderMap) -> Response<ProxyBody> {
+    let mut r = Response::new(Full::new(body).map_err(|e| match e {}).boxed_unsync());
     r.headers_mut().extend(headers);
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -3,7 +3,8 @@
 //! failed cools down (honouring the provider's `Retry-After`) and goes to the back of the
 //! plan until the cool-down ends; the next real call after that probes it.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -17,10 +18,10 @@ pub const MAX_COOLDOWN: Duration = Duration::from_secs(300);
 /// Models followed through `fallbacks` at most.
 const MAX_FALLBACK_DEPTH: usize = 4;
 
-/// One deployment to try, with the model it belongs to.
+/// One deployment to try, with the id of the model it belongs to.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    pub model: Model,
+    pub model_id: Arc<str>,
     pub deployment: Deployment,
 }
 
@@ -44,12 +45,16 @@ impl Cooldowns {
         self.until.insert(key, Instant::now() + d.min(MAX_COOLDOWN));
     }
 
-    pub fn clear(&self, key: &(String, String)) {
-        self.until.remove(key);
+    /// Ends `a`'s cool-down, if it had one.
+    pub fn clear(&self, a: &Attempt) {
+        // Nearly always empty: no key to build then.
+        if !self.until.is_empty() {
+            self.until.remove(&a.key());
+        }
     }
 
-    pub fn is_cooling(&self, key: &(String, String), now: Instant) -> bool {
-        self.until.get(key).is_some_and(|t| *t > now)
+    pub fn is_cooling(&self, a: &Attempt, now: Instant) -> bool {
+        !self.until.is_empty() && self.until.get(&a.key()).is_some_and(|t| *t > now)
     }
 }
 
@@ -63,9 +68,9 @@ fn model<'a>(state: &'a State, id: &str) -> Option<&'a Model> {
 /// The ordered attempts for a call to `first`: every healthy deployment (the model's by
 /// priority, then its fallbacks'), then the cooling ones in the same order — a cooling
 /// deployment is tried only when nothing healthy is left.
-pub fn plan(
-    state: &State,
-    first: &Model,
+pub fn plan<'a>(
+    state: &'a State,
+    first: &'a Model,
     cooldowns: &Cooldowns,
     rng: &mut impl rand::Rng,
 ) -> Vec<Attempt> {
@@ -73,27 +78,24 @@ pub fn plan(
     let mut out = Vec::new();
     let mut cooling = Vec::new();
     let mut seen = HashSet::new();
-    let mut queue = std::collections::VecDeque::from([first.clone()]);
+    let mut queue = VecDeque::from([first]);
     while let Some(m) = queue.pop_front() {
-        if !seen.insert(m.id.clone()) || seen.len() > MAX_FALLBACK_DEPTH + 1 {
+        if !seen.insert(m.id.as_str()) || seen.len() > MAX_FALLBACK_DEPTH + 1 {
             continue;
         }
+        let model_id: Arc<str> = Arc::from(m.id.as_str());
         for d in order(&m.deployments, rng) {
             let a = Attempt {
-                model: m.clone(),
+                model_id: model_id.clone(),
                 deployment: d,
             };
-            if cooldowns.is_cooling(&a.key(), now) {
+            if cooldowns.is_cooling(&a, now) {
                 cooling.push(a);
             } else {
                 out.push(a);
             }
         }
-        for f in &m.fallbacks {
-            if let Some(fm) = model(state, f) {
-                queue.push_back(fm.clone());
-            }
-        }
+        queue.extend(m.fallbacks.iter().filter_map(|f| model(state, f)));
     }
     out.extend(cooling);
     out
@@ -183,7 +185,10 @@ mod tests {
         let p = plan(&State::default(), &m, &cool, &mut rng);
         let names: Vec<&str> = p.iter().map(|a| a.deployment.provider.as_str()).collect();
         assert_eq!(names, vec!["b", "backup", "a"]);
-        cool.clear(&("a".into(), "m".into()));
-        assert!(!cool.is_cooling(&("a".into(), "m".into()), Instant::now()));
+        let a = p.last().unwrap();
+        assert_eq!(&*a.model_id, "m");
+        assert!(cool.is_cooling(a, Instant::now()));
+        cool.clear(a);
+        assert!(!cool.is_cooling(a, Instant::now()));
     }
 }

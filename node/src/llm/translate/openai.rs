@@ -5,7 +5,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::util::{get_str, invalid, is_set};
 use super::TranslateError;
@@ -302,31 +302,94 @@ pub fn prepare_upstream(
     upstream_model: &str,
     want_usage_in_stream: bool,
 ) -> PreparedRequest {
-    let mut body = req.clone();
-    let streaming = body.get("stream") == Some(&Value::Bool(true));
-    let client_asked_usage = streaming
-        && body
-            .get("stream_options")
-            .and_then(|so| so.get("include_usage"))
-            == Some(&Value::Bool(true));
-    if let Some(obj) = body.as_object_mut() {
-        obj.insert(
-            "model".to_string(),
-            Value::String(upstream_model.to_string()),
-        );
-        if streaming && want_usage_in_stream {
-            let so = obj.entry("stream_options").or_insert_with(|| json!({}));
-            if !so.is_object() {
-                *so = json!({});
+    let body = upstream_body(req, upstream_model, want_usage_in_stream);
+    PreparedRequest {
+        client_asked_usage: req.get("stream") == Some(&Value::Bool(true))
+            && req.pointer("/stream_options/include_usage") == Some(&Value::Bool(true)),
+        body: serde_json::to_value(&body).unwrap_or(Value::Null),
+    }
+}
+
+/// [`prepare_upstream`]'s body written straight from the client's request while it is
+/// serialized: the provider call sends it without a copy of the whole request tree.
+pub fn upstream_body<'a>(
+    req: &'a Value,
+    upstream_model: &'a str,
+    want_usage_in_stream: bool,
+) -> UpstreamBody<'a> {
+    UpstreamBody {
+        req,
+        model: upstream_model,
+        force_usage: want_usage_in_stream && req.get("stream") == Some(&Value::Bool(true)),
+    }
+}
+
+/// See [`upstream_body`]. The keys come out as the edited copy would have them (serde_json
+/// maps are sorted), so the body is the same bytes as before, only not copied first.
+pub struct UpstreamBody<'a> {
+    req: &'a Value,
+    model: &'a str,
+    /// A stream whose usage the gateway wants: `stream_options.include_usage` is true.
+    force_usage: bool,
+}
+
+impl serde::Serialize for UpstreamBody<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(obj) = self.req.as_object() else {
+            return self.req.serialize(s);
+        };
+        let mut map = s.serialize_map(None)?;
+        // The keys the body has that the request may lack, in order.
+        let mut added = [("model", true), ("stream_options", self.force_usage)];
+        let put = |map: &mut S::SerializeMap, key: &str, v: Option<&Value>| {
+            if key == "model" {
+                map.serialize_entry(key, self.model)
+            } else {
+                map.serialize_entry(key, &WithUsage(v.unwrap_or(&Value::Null)))
             }
-            if let Some(so) = so.as_object_mut() {
-                so.insert("include_usage".to_string(), Value::Bool(true));
+        };
+        for (k, v) in obj {
+            for (key, due) in &mut added {
+                if *due && *key <= k.as_str() {
+                    *due = false;
+                    put(&mut map, key, Some(v).filter(|_| *key == k.as_str()))?;
+                }
+            }
+            if !(k == "model" || (k == "stream_options" && self.force_usage)) {
+                map.serialize_entry(k, v)?;
             }
         }
+        for (key, due) in added {
+            if due {
+                put(&mut map, key, None)?;
+            }
+        }
+        map.end()
     }
-    PreparedRequest {
-        body,
-        client_asked_usage,
+}
+
+/// The client's `stream_options` with `include_usage: true` (an object of its own when
+/// the client's was not an object).
+struct WithUsage<'a>(&'a Value);
+
+impl serde::Serialize for WithUsage<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        let mut set = false;
+        for (k, v) in self.0.as_object().into_iter().flatten() {
+            if k == "include_usage" {
+                map.serialize_entry(k, &true)?;
+                set = true;
+            } else {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        if !set {
+            map.serialize_entry("include_usage", &true)?;
+        }
+        map.end()
     }
 }
 

@@ -5,8 +5,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::llm::translate::openai::{
-    encode_embeddings_base64, is_usage_only_chunk, prepare_upstream, validate_chat_request,
-    wants_base64_embeddings,
+    encode_embeddings_base64, is_usage_only_chunk, prepare_upstream, upstream_body,
+    validate_chat_request, wants_base64_embeddings,
 };
 use crate::llm::translate::{
     estimate_prompt_tokens, estimate_tokens, openai_usage, text_of_openai_chunk, TranslateError,
@@ -194,6 +194,53 @@ fn prepare_upstream_forces_usage_and_reports_the_clients_choice() {
         "only streams get stream_options"
     );
     assert!(!p.client_asked_usage);
+}
+
+/// The body the provider call sends is written while serializing the client's request;
+/// it must be what copying the request and editing the copy gives, byte for byte.
+#[test]
+fn the_upstream_body_is_the_edited_copy_of_the_request() {
+    fn edited_copy(req: &Value, model: &str, want_usage: bool) -> Value {
+        let mut body = req.clone();
+        let streaming = body.get("stream") == Some(&Value::Bool(true));
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("model".into(), json!(model));
+            if streaming && want_usage {
+                let so = obj.entry("stream_options").or_insert_with(|| json!({}));
+                if !so.is_object() {
+                    *so = json!({});
+                }
+                so["include_usage"] = json!(true);
+            }
+        }
+        body
+    }
+    let mut no_model = tools_request();
+    no_model.as_object_mut().unwrap().remove("model");
+    let cases = [
+        tools_request(),
+        json!({"model": "a", "messages": [], "stream": true}),
+        json!({"model": "a", "stream": true, "stream_options": {"include_usage": false, "x": 1}}),
+        json!({"model": "a", "stream": true, "stream_options": "odd"}),
+        json!({"model": "a", "stream": false, "stream_options": {"include_usage": false}}),
+        json!({"model": "a", "stream": "true"}),
+        json!({"messages": [{"role": "user", "content": "z\n\"q\" é"}], "zz": null}),
+        no_model,
+        json!([1, 2]),
+        json!("text"),
+    ];
+    for req in &cases {
+        for want in [true, false] {
+            let sent = serde_json::to_vec(&upstream_body(req, "up-1", want)).unwrap();
+            let expected = edited_copy(req, "up-1", want);
+            assert_eq!(
+                String::from_utf8(sent).unwrap(),
+                expected.to_string(),
+                "{req} (want usage: {want})"
+            );
+            assert_eq!(prepare_upstream(req, "up-1", want).body, expected);
+        }
+    }
 }
 
 #[test]
