@@ -258,9 +258,11 @@ run_wrk() {
     c0="$(gw_cpu_ticks)" g0="$(gw_own_ticks)" t0="$(date +%s%N)"
     timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" wrk "${args[@]}" "-d${DURATION}s" --latency "$url" >"$out" 2>&1 || true
     [[ "$name" == *-gateway-* ]] && node_hist >"$work/hist-$name.1"
-    awk -v c="$(($(gw_cpu_ticks) - c0))" -v g="$(($(gw_own_ticks) - g0))" -v hz="$HZ" \
+    local g=$(($(gw_own_ticks) - g0))
+    awk -v c="$(($(gw_cpu_ticks) - c0))" -v g="$g" -v hz="$HZ" \
         -v ns="$(($(date +%s%N) - t0))" -v n="$name" \
         'BEGIN {o = 100 * (c - g) / hz / (ns / 1e9); printf "%s %.0f\n", n, (o < 0) ? 0 : o}' >>"$work/cpu-other.txt"
+    echo "$g" >"$work/gw-ticks-$name"
     echo "$out"
 }
 
@@ -297,6 +299,12 @@ measure() {
         read -r hc0 ha0 hb0 <"$work/hist-$name.0"
         read -r hc1 ha1 hb1 <"$work/hist-$name.1"
         ((hc1 > hc0)) && line="${line% } node-slow:1ms=$(slow_share "$hc0" "$ha0" "$hc1" "$ha1")%,5ms=$(slow_share "$hc0" "$hb0" "$hc1" "$hb1")%"
+        # The gateway's own CPU time per completed call of the measured run (user +
+        # system): steadier than a p99 for comparing two builds.
+        local calls
+        calls="$(awk '/ requests in / {print $1}' "$work/wrk-$name.txt")"
+        ((${calls:-0} > 0)) && line="${line% } cpu:$(awk -v g="$(cat "$work/gw-ticks-$name")" -v hz="$HZ" -v n="$calls" \
+            'BEGIN {printf "%.0f", g / hz * 1e6 / n}')us/call"
     fi
     RESULT["$mode:$sys:$load"]="$line"
 }
@@ -321,7 +329,8 @@ ms() { [[ "$1" == - || "$1" == NaN ]] && echo "-" || awk -v u="$1" 'BEGIN {print
 field() { # field MODE SYSTEM LOAD INDEX (1 status, 2 rps, 3 p50, 4 p99, 5 note)
     local line="${RESULT["$1:$2:$3"]:-}"
     [[ -n "$line" ]] || { echo "-"; return; }
-    awk -v i="$4" '{print (NF >= i ? $i : "")}' <<<"$line"
+    # The note (5) is every word from the fifth on.
+    awk -v i="$4" '{s = ""; for (j = i; j <= (i == 5 ? NF : i) && j <= NF; j++) s = s (s == "" ? "" : " ") $j; print s}' <<<"$line"
 }
 ok() { [[ "$(field "$1" "$2" "$3" 1)" == ok ]]; }
 rps() { ok "$1" "$2" "$3" && awk -v r="$(field "$1" "$2" "$3" 2)" 'BEGIN {printf "%.0f", r}' || echo FAILED; }
