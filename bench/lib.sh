@@ -57,3 +57,16 @@ parse_wrk() {
         echo "ok $rps $(to_us "$p50") $(to_us "$p99") ${errs:+errors:$errs}"
     fi
 }
+
+# free_port: a loopback TCP port nothing listens on (the caller's `die` if none is found).
+free_port() {
+    local p
+    for _ in $(seq 1 100); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return
+        fi
+    done
+    die "no free port found"
+}

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # LLM gateway overhead benchmark: the same mock OpenAI provider (raftgate-llm-mock, no
-# added latency) and the same load tool (wrk) (1) directly and (2) through one raftgate
-# node's /v1/chat/completions, non-streamed and streamed, at fixed request rates and at
-# saturation. Prints p50/p99 of each, the latency the gateway adds, and the highest rate
-# each sustains. Not a test: nothing fails on a number. See bench/README.md.
+# added latency) and the same load tool (wrk) (1) directly, (2) through nginx as a plain
+# reverse proxy (the reference: what one proxy hop adds in this placement) and (3)
+# through one raftgate node's /v1/chat/completions, non-streamed and streamed, at fixed
+# request rates and at saturation. Prints p50/p99 of each, the latency nginx and the
+# gateway add, and the highest rate each sustains. Not a test: nothing fails on a number.
+# See bench/README.md.
 #
 # Environment: DURATION (10) seconds per measured run, WARMUP (3) seconds before each,
 # RATES (1000,5000,10000,20000) offered requests/s, PACE_MS (10) mean think time per
 # connection of the fixed-rate runs, MAX_CONNS (64) connections of the saturation run,
 # MODES (json,stream), BUILD (1; 0 uses existing binaries), GW_CPU (0), LOAD_CPU (1),
-# MOCK_THREADS (1), KEEP_WORK (0; 1 keeps the temp dir with logs and wrk output),
+# MOCK_THREADS (1), NGINX (1; 0 leaves the nginx rows out), KEEP_WORK (0; 1 keeps the
+# temp dir with logs and wrk output),
 # NODE_ENV (extra KEY=VALUE words for the gateway node, e.g. "RAFTGATE_CALL_LOG=false").
 set -euo pipefail
 
@@ -28,12 +31,13 @@ BUILD="${BUILD:-1}"
 GW_CPU="${GW_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
 MOCK_THREADS="${MOCK_THREADS:-1}"
+NGINX="${NGINX:-1}"
 KEEP_WORK="${KEEP_WORK:-0}"
 
 log() { printf '[llm-bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for v in DURATION WARMUP PACE_MS MAX_CONNS GW_CPU LOAD_CPU MOCK_THREADS; do
+for v in DURATION WARMUP PACE_MS MAX_CONNS GW_CPU LOAD_CPU MOCK_THREADS NGINX; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((DURATION >= 1 && DURATION <= 600)) || die "DURATION must be 1..600"
@@ -58,6 +62,9 @@ ensure_tools() {
     command -v taskset >/dev/null || missing+=(util-linux)
     command -v curl >/dev/null || missing+=(curl)
     command -v jq >/dev/null || missing+=(jq)
+    if ((NGINX)) && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+        missing+=(nginx-light)
+    fi
     ((${#missing[@]} == 0)) && return
     ((EUID == 0)) || die "missing tools (${missing[*]}); install them with apt-get as root"
     log "installing ${missing[*]} with apt-get"
@@ -67,6 +74,10 @@ ensure_tools() {
 }
 
 ensure_tools
+NGINX_BIN="$(command -v nginx || echo /usr/sbin/nginx)"
+systems=(direct)
+((NGINX)) && systems+=(nginx)
+systems+=(gateway)
 
 cpus="$(nproc)"
 if ((cpus < 2)); then
@@ -109,8 +120,8 @@ busy_at_start="$(cpu_busy)"
 if ((busy_at_start > 10)); then
     log "warning: other processes keep the CPUs ${busy_at_start}% busy; the numbers will be noisy"
 fi
-runs=$((${#modes[@]} * (${#rates[@]} + 1) * 2))
-log "work dir $work; gateway on CPU $GW_CPU, wrk and mock on CPU $LOAD_CPU; CPUs ${busy_at_start}% busy before the start"
+runs=$((${#modes[@]} * (${#rates[@]} + 1) * ${#systems[@]}))
+log "work dir $work; gateway (and nginx) on CPU $GW_CPU, wrk and mock on CPU $LOAD_CPU; CPUs ${busy_at_start}% busy before the start"
 log "$runs runs of ${WARMUP}+${DURATION} s: about $((runs * (WARMUP + DURATION) / 60 + 1)) minutes"
 
 # ---------------------------------------------------------------------------- mock provider
@@ -124,6 +135,34 @@ mock_ready() { jq -e '.base_url' "$work/mock.json" >/dev/null 2>&1; }
 wait_for "the mock provider to listen" 10 mock_ready || die "mock: $(cat "$work/mock.log")"
 MOCK_BASE="$(jq -r .base_url "$work/mock.json")"
 log "mock provider at $MOCK_BASE"
+
+# ---------------------------------------------------------------------------- nginx
+
+# nginx as a plain reverse proxy to the mock, on the gateway's CPU, one worker, upstream
+# keep-alive, no buffering (a stream goes on as it comes). It starts now and runs
+# through the whole script: it is idle while the other systems are measured.
+if ((NGINX)); then
+    ngx="$work/nginx"
+    mkdir -p "$ngx/tmp"
+    nginx_port="$(free_port)"
+    user_line=""
+    ((EUID == 0)) && user_line="user root;"
+    mock_addr="${MOCK_BASE#http://}"
+    sed -e "s|@WORK@|$ngx|g" -e "s|@UPSTREAM@|${mock_addr%%/*}|g" \
+        -e "s|@LISTEN@|127.0.0.1:$nginx_port|g" -e "s|@USER@|$user_line|g" \
+        "$root/bench/nginx-llm.conf.tmpl" >"$ngx/nginx.conf"
+    for m in fastcgi uwsgi scgi; do
+        if "$NGINX_BIN" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
+            sed -i "/${m}_temp_path/d" "$ngx/nginx.conf"
+        fi
+    done
+    "$NGINX_BIN" -t -q -p "$ngx" -e "$ngx/error.log" -c "$ngx/nginx.conf" ||
+        die "nginx rejected $ngx/nginx.conf"
+    taskset -c "$GW_CPU" "$NGINX_BIN" -p "$ngx" -e "$ngx/error.log" -c "$ngx/nginx.conf" \
+        >"$ngx/stdout.log" 2>&1 &
+    pids+=("$!")
+    log "nginx at 127.0.0.1:$nginx_port"
+fi
 
 # ---------------------------------------------------------------------------- raftgate
 
@@ -176,6 +215,9 @@ declare -A URL KEY MODEL
 URL[direct]="$MOCK_BASE/chat/completions"
 KEY[direct]="$UPSTREAM_KEY"
 MODEL[direct]="$UPSTREAM_MODEL"
+URL[nginx]="http://127.0.0.1:${nginx_port:-0}/v1/chat/completions"
+KEY[nginx]="$UPSTREAM_KEY"
+MODEL[nginx]="$UPSTREAM_MODEL"
 URL[gateway]="http://$GW_HTTP/v1/chat/completions"
 KEY[gateway]="$GW_KEY"
 MODEL[gateway]="bench"
@@ -200,7 +242,7 @@ check() { # check SYSTEM MODE
         grep -q 'mock reply to: hello' "$out"
     fi
 }
-for s in direct gateway; do
+for s in "${systems[@]}"; do
     for m in "${modes[@]}"; do
         wait_for "$s $m to answer 200" 15 check "$s" "$m" ||
             die "$s $m: $(head -c 400 "$work/check-$s-$m.body" 2>/dev/null)"
@@ -309,11 +351,12 @@ measure() {
     RESULT["$mode:$sys:$load"]="$line"
 }
 
-# Direct and gateway alternate at every load, so drift over the run affects both alike.
+# The systems alternate at every load, so drift over the run affects all alike.
 for m in "${modes[@]}"; do
     for r in "${rates[@]}" max; do
-        measure "$m" direct "$r"
-        measure "$m" gateway "$r"
+        for s in "${systems[@]}"; do
+            measure "$m" "$s" "$r"
+        done
     done
 done
 
@@ -334,18 +377,25 @@ field() { # field MODE SYSTEM LOAD INDEX (1 status, 2 rps, 3 p50, 4 p99, 5 note)
 }
 ok() { [[ "$(field "$1" "$2" "$3" 1)" == ok ]]; }
 rps() { ok "$1" "$2" "$3" && awk -v r="$(field "$1" "$2" "$3" 2)" 'BEGIN {printf "%.0f", r}' || echo FAILED; }
-diff_ms() { # diff_ms MODE LOAD INDEX: gateway minus direct
-    if ok "$1" gateway "$2" && ok "$1" direct "$2"; then
-        awk -v a="$(field "$1" gateway "$2" "$3")" -v b="$(field "$1" direct "$2" "$3")" \
+diff_ms() { # diff_ms MODE LOAD INDEX [SYSTEM]: SYSTEM (gateway) minus direct
+    local sys="${4:-gateway}"
+    if ok "$1" "$sys" "$2" && ok "$1" direct "$2"; then
+        awk -v a="$(field "$1" "$sys" "$2" "$3")" -v b="$(field "$1" direct "$2" "$3")" \
             'BEGIN {printf "%+.3f", (a - b) / 1000}'
     else
         echo "-"
     fi
 }
 note() {
-    local n
-    n="$(printf '%s %s' "$(ok "$1" direct "$2" || echo "direct:")$(field "$1" direct "$2" 5)" \
-        "$(ok "$1" gateway "$2" || echo "gateway:")$(field "$1" gateway "$2" 5)")"
+    local n="" s
+    for s in "${systems[@]}"; do
+        [[ -n "${RESULT["$1:$s:$2"]:-}" ]] || continue
+        if ok "$1" "$s" "$2"; then
+            [[ "$s" == gateway ]] && n+=" $(field "$1" "$s" "$2" 5)"
+        else
+            n+=" $s:$(field "$1" "$s" "$2" 5)"
+        fi
+    done
     echo "${n## }"
 }
 
@@ -353,16 +403,20 @@ echo
 echo "LLM gateway overhead: POST /v1/chat/completions, mock OpenAI provider with no added latency"
 echo "wrk -t1, ${DURATION}s after ${WARMUP}s warm-up per run; fixed rates: RATE*${PACE_MS}/1000 connections"
 echo "each waiting a random 0..$((2 * PACE_MS)) ms (mean ${PACE_MS}) before each request; max: ${MAX_CONNS} connections, no wait"
-echo "($cpus CPUs; gateway on CPU $GW_CPU; wrk and mock on CPU $LOAD_CPU; before the start: CPUs ${busy_at_start}% busy, load average $load_at_start)"
-echo "latencies in ms; added = gateway minus direct at the same offered load"
+echo "($cpus CPUs; gateway and nginx on CPU $GW_CPU; wrk and mock on CPU $LOAD_CPU; before the start: CPUs ${busy_at_start}% busy, load average $load_at_start)"
+echo "latencies in ms; added = the proxy's percentile minus direct's at the same offered load;"
+echo "nginx (a plain reverse proxy, same placement) is the reference for what one hop adds here"
 echo
-fmt='%-6s | %-8s | %9s | %7s | %7s | %9s | %7s | %7s | %9s | %9s | %s\n'
-printf "$fmt" mode offered "direct/s" "d p50" "d p99" "gateway/s" "g p50" "g p99" "added p50" "added p99" note
-printf '%s\n' "-------+----------+-----------+---------+---------+-----------+---------+---------+-----------+-----------+-----"
+fmt='%-6s | %-8s | %9s | %7s | %7s | %9s | %7s | %9s | %9s | %7s | %7s | %9s | %9s | %s\n'
+printf "$fmt" mode offered "direct/s" "d p50" "d p99" "nginx/s" "n p99" "n added99" "gateway/s" "g p50" "g p99" "added p50" "added p99" note
+printf '%s\n' "-------+----------+-----------+---------+---------+-----------+---------+-----------+-----------+---------+---------+-----------+-----------+-----"
 for m in "${modes[@]}"; do
     for r in "${rates[@]}" max; do
+        n_rps="-" n_p99="-"
+        if ((NGINX)); then n_rps="$(rps "$m" nginx "$r")" n_p99="$(ms "$(field "$m" nginx "$r" 4)")"; fi
         printf "$fmt" "$m" "$([[ $r == max ]] && echo "max c=$MAX_CONNS" || echo "$r/s")" \
             "$(rps "$m" direct "$r")" "$(ms "$(field "$m" direct "$r" 3)")" "$(ms "$(field "$m" direct "$r" 4)")" \
+            "$n_rps" "$n_p99" "$(diff_ms "$m" "$r" 4 nginx)" \
             "$(rps "$m" gateway "$r")" "$(ms "$(field "$m" gateway "$r" 3)")" "$(ms "$(field "$m" gateway "$r" 4)")" \
             "$(diff_ms "$m" "$r" 3)" "$(diff_ms "$m" "$r" 4)" "$(note "$m" "$r")"
     done
@@ -370,18 +424,21 @@ done
 echo
 # Sustained: no error and at least 90 % of the offered rate achieved.
 for m in "${modes[@]}"; do
-    best="" best_added=""
+    best="" best_added="" best_nginx="-"
     for r in "${rates[@]}"; do
         if ok "$m" gateway "$r" && awk -v a="$(field "$m" gateway "$r" 2)" -v r="$r" 'BEGIN {exit !(a >= 0.9 * r)}'; then
-            if [[ -z "$best" ]] || ((r > best)); then best="$r" best_added="$(diff_ms "$m" "$r" 4)"; fi
+            if [[ -z "$best" ]] || ((r > best)); then
+                best="$r" best_added="$(diff_ms "$m" "$r" 4)" best_nginx="$(diff_ms "$m" "$r" 4 nginx)"
+            fi
         fi
     done
-    printf '%-6s: saturation direct %s req/s, gateway %s req/s (%s); highest fixed rate the gateway sustained (no error, >= 90%% achieved): %s, p99 added there %s ms\n' \
-        "$m" "$(rps "$m" direct max)" "$(rps "$m" gateway max)" \
+    printf '%-6s: saturation direct %s req/s, nginx %s, gateway %s req/s (%s); highest fixed rate the gateway sustained (no error, >= 90%% achieved): %s, p99 added there %s ms (nginx %s ms)\n' \
+        "$m" "$(rps "$m" direct max)" "$( ((NGINX)) && rps "$m" nginx max || echo -)" "$(rps "$m" gateway max)" \
         "$(ok "$m" gateway max && ok "$m" direct max && awk -v a="$(field "$m" gateway max 2)" -v b="$(field "$m" direct max 2)" 'BEGIN {printf "%.2fx of direct", a / b}' || echo "-")" \
-        "${best:-none}${best:+/s}" "${best_added:--}"
+        "${best:-none}${best:+/s}" "${best_added:--}" "$best_nginx"
 done
-worst="$(sort -k2,2n "$work/cpu-other.txt" 2>/dev/null | tail -1)"
+# (nginx's own runs leave it out: nginx is the other process on that CPU then.)
+worst="$(grep -v -- '-nginx-' "$work/cpu-other.txt" 2>/dev/null | sort -k2,2n | tail -1)"
 echo "other processes on CPU $GW_CPU (the gateway's) during a measured run: at most ${worst##* }% (${worst%% *})$(
     ((${worst##* } > 5)) && echo "; above ~5 % that run's numbers are disturbed, run again on an idle machine")"
 echo "gateway counters over the whole run (warm-ups included): ${gw_classes:-none}; log lines ERROR: $gw_errors, WARN: $gw_warns"

@@ -103,18 +103,6 @@ pids=()
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    local p
-    for _ in $(seq 1 100); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port found"
-}
-
 # ---------------------------------------------------------------------------- wrk
 
 # run_wrk NAME URL CONNS [HEADER]: warm-up, then the measured run; prints the output file.
