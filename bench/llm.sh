@@ -11,6 +11,7 @@
 # RATES (1000,5000,10000,20000) offered requests/s, PACE_MS (10) mean think time per
 # connection of the fixed-rate runs, MAX_CONNS (64) connections of the saturation run,
 # MODES (json,stream), BUILD (1; 0 uses existing binaries), GW_CPU (0), LOAD_CPU (1),
+# MOCK_CPU (LOAD_CPU; GW_CPU puts the mock beside the proxies instead of beside wrk),
 # MOCK_THREADS (1), NGINX (1; 0 leaves the nginx rows out), KEEP_WORK (0; 1 keeps the
 # temp dir with logs and wrk output),
 # NODE_ENV (extra KEY=VALUE words for the gateway node, e.g. "RAFTGATE_CALL_LOG=false").
@@ -30,6 +31,7 @@ MODES="${MODES:-json,stream}"
 BUILD="${BUILD:-1}"
 GW_CPU="${GW_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
+MOCK_CPU="${MOCK_CPU:-$LOAD_CPU}"
 MOCK_THREADS="${MOCK_THREADS:-1}"
 NGINX="${NGINX:-1}"
 KEEP_WORK="${KEEP_WORK:-0}"
@@ -37,7 +39,7 @@ KEEP_WORK="${KEEP_WORK:-0}"
 log() { printf '[llm-bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for v in DURATION WARMUP PACE_MS MAX_CONNS GW_CPU LOAD_CPU MOCK_THREADS NGINX; do
+for v in DURATION WARMUP PACE_MS MAX_CONNS GW_CPU LOAD_CPU MOCK_CPU MOCK_THREADS NGINX; do
     [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a whole number, got '${!v}'"
 done
 ((DURATION >= 1 && DURATION <= 600)) || die "DURATION must be 1..600"
@@ -82,7 +84,7 @@ systems+=(gateway)
 cpus="$(nproc)"
 if ((cpus < 2)); then
     log "warning: $cpus CPU: gateway, mock and wrk all share CPU 0; numbers mean little"
-    GW_CPU=0 LOAD_CPU=0
+    GW_CPU=0 LOAD_CPU=0 MOCK_CPU=0
 fi
 
 # ---------------------------------------------------------------------------- build
@@ -121,16 +123,17 @@ if ((busy_at_start > 10)); then
     log "warning: other processes keep the CPUs ${busy_at_start}% busy; the numbers will be noisy"
 fi
 runs=$((${#modes[@]} * (${#rates[@]} + 1) * ${#systems[@]}))
-log "work dir $work; gateway (and nginx) on CPU $GW_CPU, wrk and mock on CPU $LOAD_CPU; CPUs ${busy_at_start}% busy before the start"
+log "work dir $work; gateway (and nginx) on CPU $GW_CPU, wrk on CPU $LOAD_CPU, mock on CPU $MOCK_CPU; CPUs ${busy_at_start}% busy before the start"
 log "$runs runs of ${WARMUP}+${DURATION} s: about $((runs * (WARMUP + DURATION) / 60 + 1)) minutes"
 
 # ---------------------------------------------------------------------------- mock provider
 
 UPSTREAM_KEY="sk-bench"
 UPSTREAM_MODEL="gpt-4o-mini"
-taskset -c "$LOAD_CPU" "$MOCK_BIN" --flavor openai --addr 127.0.0.1:0 --api-key "$UPSTREAM_KEY" \
+taskset -c "$MOCK_CPU" "$MOCK_BIN" --flavor openai --addr 127.0.0.1:0 --api-key "$UPSTREAM_KEY" \
     --threads "$MOCK_THREADS" >"$work/mock.json" 2>"$work/mock.log" &
-pids+=("$!")
+MOCK_PID=$!
+pids+=("$MOCK_PID")
 mock_ready() { jq -e '.base_url' "$work/mock.json" >/dev/null 2>&1; }
 wait_for "the mock provider to listen" 10 mock_ready || die "mock: $(cat "$work/mock.log")"
 MOCK_BASE="$(jq -r .base_url "$work/mock.json")"
@@ -270,10 +273,13 @@ lua() {
 }
 
 # Noise check: CPU time spent on the gateway's CPU by anything but the gateway (user +
-# system ticks of that CPU minus the gateway's own), as % of a measured run.
+# system ticks of that CPU minus the gateway's own, and the mock's when it is placed
+# there), as % of a measured run.
 HZ="$(getconf CLK_TCK 2>/dev/null || echo 100)"
 gw_cpu_ticks() { awk -v c="cpu$GW_CPU" '$1 == c {printf "%d\n", $2 + $3 + $4}' /proc/stat; }
-gw_own_ticks() { awk '{printf "%d\n", $14 + $15}' "/proc/$GW_PID/stat" 2>/dev/null || echo 0; }
+own_ticks() { awk '{printf "%d\n", $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+gw_own_ticks() { own_ticks "$GW_PID"; }
+mock_ticks_there() { if ((MOCK_CPU == GW_CPU)); then own_ticks "$MOCK_PID"; else echo 0; fi; }
 
 # "COUNT UNDER_1MS UNDER_5MS" of the gateway's own LLM call histogram (request read to
 # the answer's end, as the node timed it).
@@ -293,15 +299,15 @@ slow_share() {
 
 # run_wrk NAME SCRIPT URL CONNS: warm-up, then the measured run; prints the output file.
 run_wrk() {
-    local name="$1" script="$2" url="$3" conns="$4" out="$work/wrk-$1.txt" c0 g0 t0
+    local name="$1" script="$2" url="$3" conns="$4" out="$work/wrk-$1.txt" c0 g0 m0 t0
     local args=(-t1 "-c$conns" --timeout 5s -s "$script")
     timeout $((WARMUP + 30)) taskset -c "$LOAD_CPU" wrk "${args[@]}" "-d${WARMUP}s" "$url" >/dev/null 2>&1 || true
     [[ "$name" == *-gateway-* ]] && node_hist >"$work/hist-$name.0"
-    c0="$(gw_cpu_ticks)" g0="$(gw_own_ticks)" t0="$(date +%s%N)"
+    c0="$(gw_cpu_ticks)" g0="$(gw_own_ticks)" m0="$(mock_ticks_there)" t0="$(date +%s%N)"
     timeout $((DURATION + 30)) taskset -c "$LOAD_CPU" wrk "${args[@]}" "-d${DURATION}s" --latency "$url" >"$out" 2>&1 || true
     [[ "$name" == *-gateway-* ]] && node_hist >"$work/hist-$name.1"
     local g=$(($(gw_own_ticks) - g0))
-    awk -v c="$(($(gw_cpu_ticks) - c0))" -v g="$g" -v hz="$HZ" \
+    awk -v c="$(($(gw_cpu_ticks) - c0 - $(mock_ticks_there) + m0))" -v g="$g" -v hz="$HZ" \
         -v ns="$(($(date +%s%N) - t0))" -v n="$name" \
         'BEGIN {o = 100 * (c - g) / hz / (ns / 1e9); printf "%s %.0f\n", n, (o < 0) ? 0 : o}' >>"$work/cpu-other.txt"
     echo "$g" >"$work/gw-ticks-$name"
@@ -403,7 +409,7 @@ echo
 echo "LLM gateway overhead: POST /v1/chat/completions, mock OpenAI provider with no added latency"
 echo "wrk -t1, ${DURATION}s after ${WARMUP}s warm-up per run; fixed rates: RATE*${PACE_MS}/1000 connections"
 echo "each waiting a random 0..$((2 * PACE_MS)) ms (mean ${PACE_MS}) before each request; max: ${MAX_CONNS} connections, no wait"
-echo "($cpus CPUs; gateway and nginx on CPU $GW_CPU; wrk and mock on CPU $LOAD_CPU; before the start: CPUs ${busy_at_start}% busy, load average $load_at_start)"
+echo "($cpus CPUs; gateway and nginx on CPU $GW_CPU; wrk on CPU $LOAD_CPU; mock on CPU $MOCK_CPU; before the start: CPUs ${busy_at_start}% busy, load average $load_at_start)"
 echo "latencies in ms; added = the proxy's percentile minus direct's at the same offered load;"
 echo "nginx (a plain reverse proxy, same placement) is the reference for what one hop adds here"
 echo
