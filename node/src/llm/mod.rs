@@ -656,6 +656,8 @@ impl Llm {
             let body = match api {
                 Api::Messages => anthropic::response_to_anthropic(&resp)
                     .map_err(|e| {
+                        let secs = started.elapsed().as_secs_f64();
+                        self.metrics.finished(public, &provider.id, 502, secs);
                         LlmError::new(
                             StatusCode::BAD_GATEWAY,
                             "bad_provider_answer",
