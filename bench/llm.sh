@@ -396,10 +396,12 @@ note() {
     local n="" s
     for s in "${systems[@]}"; do
         [[ -n "${RESULT["$1:$s:$2"]:-}" ]] || continue
-        if ok "$1" "$s" "$2"; then
-            [[ "$s" == gateway ]] && n+=" $(field "$1" "$s" "$2" 5)"
-        else
-            n+=" $s:$(field "$1" "$s" "$2" 5)"
+        local w
+        w="$(field "$1" "$s" "$2" 5)"
+        if [[ "$s" == gateway ]] && ok "$1" "$s" "$2"; then
+            n+=" $w"
+        elif [[ -n "$w" ]] || ! ok "$1" "$s" "$2"; then
+            n+=" $s:$w" # a failed run, or socket errors
         fi
     done
     echo "${n## }"
