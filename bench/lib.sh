@@ -70,3 +70,28 @@ free_port() {
     done
     die "no free port found"
 }
+
+# start_nginx NGINX TEMPLATE DIR UPSTREAM CPU: nginx from TEMPLATE (its @WORK@, @UPSTREAM@,
+# @LISTEN@ and @USER@ filled in) in the foreground with DIR as its prefix, on CPU, listening
+# on a free loopback port. Sets `nginx_port` and `nginx_pid` (also added to `pids`).
+start_nginx() {
+    local bin="$1" tmpl="$2" dir="$3" upstream="$4" cpu="$5" user_line="" m
+    mkdir -p "$dir/tmp"
+    nginx_port="$(free_port)"
+    ((EUID == 0)) && user_line="user root;"
+    sed -e "s|@WORK@|$dir|g" -e "s|@UPSTREAM@|$upstream|g" \
+        -e "s|@LISTEN@|127.0.0.1:$nginx_port|g" -e "s|@USER@|$user_line|g" \
+        "$tmpl" >"$dir/nginx.conf"
+    # Drop temp paths of modules this nginx was built without.
+    for m in fastcgi uwsgi scgi; do
+        if "$bin" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
+            sed -i "/${m}_temp_path/d" "$dir/nginx.conf"
+        fi
+    done
+    "$bin" -t -q -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" ||
+        die "nginx rejected $dir/nginx.conf"
+    taskset -c "$cpu" "$bin" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
+        >"$dir/stdout.log" 2>&1 &
+    nginx_pid=$!
+    pids+=("$nginx_pid")
+}

@@ -145,25 +145,8 @@ log "mock provider at $MOCK_BASE"
 # keep-alive, no buffering (a stream goes on as it comes). It starts now and runs
 # through the whole script: it is idle while the other systems are measured.
 if ((NGINX)); then
-    ngx="$work/nginx"
-    mkdir -p "$ngx/tmp"
-    nginx_port="$(free_port)"
-    user_line=""
-    ((EUID == 0)) && user_line="user root;"
     mock_addr="${MOCK_BASE#http://}"
-    sed -e "s|@WORK@|$ngx|g" -e "s|@UPSTREAM@|${mock_addr%%/*}|g" \
-        -e "s|@LISTEN@|127.0.0.1:$nginx_port|g" -e "s|@USER@|$user_line|g" \
-        "$root/bench/nginx-llm.conf.tmpl" >"$ngx/nginx.conf"
-    for m in fastcgi uwsgi scgi; do
-        if "$NGINX_BIN" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
-            sed -i "/${m}_temp_path/d" "$ngx/nginx.conf"
-        fi
-    done
-    "$NGINX_BIN" -t -q -p "$ngx" -e "$ngx/error.log" -c "$ngx/nginx.conf" ||
-        die "nginx rejected $ngx/nginx.conf"
-    taskset -c "$GW_CPU" "$NGINX_BIN" -p "$ngx" -e "$ngx/error.log" -c "$ngx/nginx.conf" \
-        >"$ngx/stdout.log" 2>&1 &
-    pids+=("$!")
+    start_nginx "$NGINX_BIN" "$root/bench/nginx-llm.conf.tmpl" "$work/nginx" "${mock_addr%%/*}" "$GW_CPU"
     log "nginx at 127.0.0.1:$nginx_port"
 fi
 

@@ -169,26 +169,7 @@ run_direct() {
 # ---------------------------------------------------------------------------- nginx
 
 run_nginx() {
-    ngx="$work/nginx-r$ROUND"
-    mkdir -p "$ngx/tmp"
-    nginx_port="$(free_port)"
-    user_line=""
-    ((EUID == 0)) && user_line="user root;"
-    sed -e "s|@WORK@|$ngx|g" -e "s|@UPSTREAM@|$UPSTREAM|g" \
-        -e "s|@LISTEN@|127.0.0.1:$nginx_port|g" -e "s|@USER@|$user_line|g" \
-        "$root/bench/nginx.conf.tmpl" >"$ngx/nginx.conf"
-    # Drop temp paths of modules this nginx was built without.
-    for m in fastcgi uwsgi scgi; do
-        if "$NGINX" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
-            sed -i "/${m}_temp_path/d" "$ngx/nginx.conf"
-        fi
-    done
-    "$NGINX" -t -q -p "$ngx" -e "$ngx/error.log" -c "$ngx/nginx.conf" ||
-        die "nginx rejected $ngx/nginx.conf"
-    taskset -c "$PROXY_CPU" "$NGINX" -p "$ngx" -e "$ngx/error.log" -c "$ngx/nginx.conf" \
-        >"$ngx/stdout.log" 2>&1 &
-    nginx_pid=$!
-    pids+=("$nginx_pid")
+    start_nginx "$NGINX" "$root/bench/nginx.conf.tmpl" "$work/nginx-r$ROUND" "$UPSTREAM" "$PROXY_CPU"
     bench nginx "http://127.0.0.1:$nginx_port/plain"
     stop_pid "$nginx_pid"
 }
